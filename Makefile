@@ -1,0 +1,28 @@
+# Setup, run and test. `make demo` and `make test` are the README's two quickstart commands.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo run test lint format clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup  ## set up, then run the pipeline once on the embedded SQLite database
+	$(PY) etl.py run
+
+run: setup
+	$(PY) etl.py run
+
+test: setup  ## set up, then run the linters and the whole test suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf data charts .pytest_cache .ruff_cache

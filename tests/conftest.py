@@ -1,0 +1,83 @@
+"""Shared fixtures: fresh databases on SQLite and on the real PostgreSQL server.
+
+PostgreSQL tests use a database of their own, created for the session and dropped afterwards. Where
+no server answers they are skipped with the reason, except under CI (CI=true), where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+sys.path.insert(0, str(ROOT))
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TABLES = ("rejected_rows", "etl_runs", "market_snapshots", "coins", "price_history", "ohlc")
+
+
+def _admin_engine():
+    return create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """URL of a new, migrated PostgreSQL database for this test session."""
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # any failure to reach the server means: no PostgreSQL here
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and did not answer at {ADMIN_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL server answers at {ADMIN_URL}")
+    name = f"crypto_etl_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    from db import init_db, make_engine
+
+    engine = make_engine(url)
+    init_db(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server_url):
+    """The session's PostgreSQL database, emptied before the test."""
+    engine = create_engine(pg_server_url)
+    with engine.begin() as conn:
+        existing = [t for t in TABLES if engine.dialect.has_table(conn, t)]
+        if existing:
+            conn.execute(text(f"TRUNCATE {', '.join(existing)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return pg_server_url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A new, migrated SQLite database file."""
+    from db import init_db, make_engine
+
+    url = f"sqlite:///{tmp_path / 'crypto.db'}"
+    engine = make_engine(url)
+    init_db(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return request.getfixturevalue(name)
