@@ -220,7 +220,7 @@ class CoinGeckoClient:
         except requests.Timeout as exc:
             raise _RetryableFailure("unreachable", f"no answer within {timeout:g} s") from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _RetryableFailure("unreachable", _one_line(str(exc))) from exc
+            raise _RetryableFailure("unreachable", _connection_reason(exc)) from exc
         except requests.RequestException as exc:
             raise CoinGeckoError(f"request to CoinGecko failed: {_one_line(str(exc))}") from exc
         log.debug("GET %s -> HTTP %s", url, response.status_code)
@@ -306,3 +306,23 @@ class CoinGeckoClient:
             f"CoinGecko failed GET {path} with {failure.reason} after {retries} retries; "
             "try again later"
         )
+
+
+def _connection_reason(exc: Exception) -> str:
+    """The innermost cause of a connection failure ("Connection refused"), not urllib3's essay."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__
+    text = str(inner)
+    if "]" in text and text.startswith("<"):
+        text = text.split(">: ", 1)[-1]
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "Temporary failure in name resolution",
+        "Network is unreachable",
+    ):
+        if marker in str(exc) or marker in text:
+            return marker.lower() if marker != "Connection refused" else "connection refused"
+    return _one_line(text)
