@@ -71,8 +71,8 @@ def stubs(tmp_path):
     ("args", "calls"),
     [
         (["migrate"], ["python etl.py init_db"]),
-        (["app"], ["python etl.py init_db", "python etl.py schedule --interval_seconds=3600"]),
-        ([], ["python etl.py init_db", "python etl.py schedule --interval_seconds=3600"]),
+        (["app"], ["python etl.py init_db", "python etl.py schedule --interval_seconds=300"]),
+        ([], ["python etl.py init_db", "python etl.py schedule --interval_seconds=300"]),
         (["api"], ["uvicorn api:app --host 0.0.0.0 --port 8000"]),
         (["api", "--port", "9000"], ["uvicorn api:app --host 0.0.0.0 --port 8000 --port 9000"]),
         (
@@ -83,13 +83,15 @@ def stubs(tmp_path):
             ],
         ),
         (
-            ["python", "etl.py", "extract", "--save_path=/app/data/raw.json"],
-            ["python etl.py extract --save_path=/app/data/raw.json"],
+            ["python", "etl.py", "extract", "--save_path=raw.json"],
+            [f"python {ROOT}/etl.py extract --save_path=raw.json"],
         ),
+        (["python", "-c", "print(1)"], ["python -c print(1)"]),
     ],
 )
-def test_each_role_runs_its_command(stubs, args, calls):
+def test_each_role_runs_its_command(stubs, args, calls, tmp_path):
     env, log = stubs
+    env["DATA_DIR"] = str(tmp_path / "data")
     subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, check=True, timeout=10)
     assert log.read_text().splitlines() == calls
 
@@ -393,9 +395,8 @@ def test_single_steps_run_through_the_app_image(migrated, coingecko, tmp_path):
     env = migrated.env("app", **pipeline_settings(coingecko, data))
     shown = run(env, "python", "etl.py", "--help")
     assert "schedule" in shown.stdout + shown.stderr  # fire prints its help through PAGER=cat
-    raw = data / "raw.json"
-    run(env, "python", "etl.py", "extract", f"--save_path={raw}")
-    assert len(json.loads(raw.read_text())) == 50
+    run(env, "python", "etl.py", "extract", "--save_path=raw.json")
+    assert len(json.loads((data / "raw.json").read_text())) == 50  # lands in the mounted ./data
 
 
 # --- api ------------------------------------------------------------------------------------------
