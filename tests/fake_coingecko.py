@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class FakeCoinGecko:
-    def __init__(self, markets: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, markets: list[dict[str, Any]] | None = None, port: int = 0) -> None:
         self.markets: list[dict[str, Any]] = list(markets or [])
         self.charts: dict[str, dict[str, list]] = {}  # coin -> {prices, market_caps, total_volumes}
         self.ohlc: dict[str, list[list]] = {}  # coin -> [[ms, o, h, l, c], ...] (finest data)
@@ -24,7 +24,7 @@ class FakeCoinGecko:
         self.failures: deque[tuple[int, str, dict[str, str]]] = deque()
         self.unknown_coins_fail_with: int = 404
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -116,3 +116,35 @@ class FakeCoinGecko:
                 self.wfile.write(body)
 
         return Handler
+
+
+def main() -> None:
+    """Serve recorded CoinGecko responses on a local port, for trying the pipeline offline:
+
+    python tests/fake_coingecko.py --port 8765
+    COINGECKO_BASE_URL=http://127.0.0.1:8765/api/v3 python etl.py run
+    """
+    import argparse
+    import time
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="A local fake of the CoinGecko API v3")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    data = Path(__file__).resolve().parent / "data"
+    rows = json.loads((data / "coins_markets_usd_250.json").read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    for row in rows:  # recorded in 2023: present them as fresh
+        row["last_updated"] = now
+    fake = FakeCoinGecko(rows, port=args.port).start()
+    print(f"fake CoinGecko at {fake.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
