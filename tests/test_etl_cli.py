@@ -192,6 +192,13 @@ def test_debug_log_level_shows_the_traceback(cli):
     assert "Traceback" in proc.stderr
 
 
+def test_logs_go_to_stderr_and_to_the_configured_file(cli):
+    log_file = cli.cwd / "logs" / "etl.log"
+    proc = cli("run", LOG_FILE=str(log_file))
+    assert "run 1 success" in proc.stderr
+    assert "run 1 success" in log_file.read_text()
+
+
 def test_a_load_killed_before_commit_leaves_the_tables_as_they_were(cli, fake):
     cli("run")
     before = query(cli.db_url, "SELECT count(*) FROM market_snapshots")
@@ -205,7 +212,8 @@ def test_a_load_killed_before_commit_leaves_the_tables_as_they_were(cli, fake):
     assert scalar(cli.db_url, "SELECT count(*) FROM market_snapshots") == 100
 
 
-def test_schedule_runs_at_its_cadence_and_stops_cleanly_on_sigterm(cli, fake):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_schedule_runs_at_its_cadence_and_stops_cleanly_on_a_signal(cli, fake, stop_signal):
     out = cli("schedule", "--interval_seconds=300", "--max_runs=1").stdout
     assert "after 1 run(s), 0 failed" in out
     proc = subprocess.Popen(
@@ -222,12 +230,12 @@ def test_schedule_runs_at_its_cadence_and_stops_cleanly_on_sigterm(cli, fake):
             if scalar(cli.db_url, "SELECT count(*) FROM etl_runs WHERE status <> 'running'") >= 2:
                 break
             time.sleep(0.1)  # polling another process, not waiting out a timer
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop_signal)
         stdout, _ = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 0
-    assert "schedule stopped (SIGTERM) after 1 run(s)" in stdout
+    assert f"schedule stopped ({stop_signal.name}) after 1 run(s)" in stdout
     assert query(cli.db_url, "SELECT status FROM etl_runs") == [("success",), ("success",)]
 
 
