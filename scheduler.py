@@ -4,6 +4,7 @@ and SIGINT or SIGTERM stop the loop cleanly between steps."""
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -65,7 +66,7 @@ def run_every(
         next_tick += interval_seconds
         now = clock()
         if next_tick < now:
-            skipped = int((now - next_tick) // interval_seconds) + 1
+            skipped = math.ceil((now - next_tick) / interval_seconds)
             log.warning("run took longer than the interval; skipping %d tick(s)", skipped)
             next_tick += skipped * interval_seconds
         if stop.wait(next_tick - now):

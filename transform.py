@@ -70,6 +70,8 @@ def read_raw_json(path: str | Path) -> list[dict[str, Any]]:
         raise InputFileError(
             f"raw file {path} does not exist; create it with `python etl.py extract`"
         ) from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"raw file {path} is not UTF-8 text (is it a JSON dump?)") from None
     except OSError as exc:
         raise InputFileError(f"cannot read raw file {path}: {exc.strerror}") from None
     if not text.strip():
@@ -174,6 +176,8 @@ def normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].dt.tz_localize("UTC")
         else:
             out[col] = _coerce(_empty_as_missing(out[col]), _to_timestamp)
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = out[col].dt.as_unit("us")  # one unit whatever the reader chose
     rank = out.get("market_cap_rank")
     if rank is not None and rank.dtype == "float64":
         whole = rank.isna() | (rank == rank.round())
@@ -206,6 +210,7 @@ def read_snapshot_csv(path: str | Path) -> pd.DataFrame:
         )
     except Exception as exc:  # pyarrow raises its own error types for malformed files
         raise InputFileError(f"CSV file {path} is malformed: {str(exc).splitlines()[0]}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
     return normalise_types(frame.loc[:, list(header)])
 
 
@@ -223,7 +228,7 @@ def read_csv_header(path: str | Path) -> list[str]:
     path = Path(path)
     _check_file(path)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # tolerate Excel's BOM
             header = next(csv.reader(fh), [])
     except UnicodeDecodeError:
         raise InputFileError(f"CSV file {path} is not UTF-8 text") from None
