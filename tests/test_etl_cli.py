@@ -18,7 +18,17 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "etl.py")
-COMMANDS = ("extract", "transform", "validate", "load", "run", "schedule", "init_db")
+COMMANDS = (
+    "extract",
+    "transform",
+    "validate",
+    "load",
+    "run",
+    "schedule",
+    "backfill",
+    "gaps",
+    "init_db",
+)
 
 
 @pytest.fixture
@@ -38,6 +48,7 @@ def cli(tmp_path, fake, db_url):
         COINGECKO_CALLS_PER_MINUTE="1000000",
         DATA_DIR=str(tmp_path / "data"),
         LOG_LEVEL="INFO",
+        OHLC_TOP_N="0",  # these tests are about snapshots; candles are tested in test_backfill_cli
     )
     env.pop("CRYPTO_ETL_FAULT", None)
 
