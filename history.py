@@ -237,9 +237,12 @@ def ohlc_requests(
     start: datetime,
     now: datetime,
     any_age: bool,
+    extend_back: bool = True,
 ) -> list[OhlcRequest]:
     """The /ohlc requests that bring each interval's candles up to date back to `start`; an
-    interval whose next candle has not closed yet is not asked for."""
+    interval whose next candle has not closed yet is not asked for. Without `extend_back`, only
+    candles after the last stored one are looked for (a coin younger than the span would
+    otherwise be asked for its missing past on every run)."""
     stored = ohlc_coverage(engine, coin_id, vs_currency)
     requests = []
     finer_reach = timedelta(0)
@@ -250,7 +253,8 @@ def ohlc_requests(
         since = start if interval.reach is None else max(start, now - interval.reach)
         have = stored.get(interval.name)
         step = timedelta(seconds=interval.seconds)
-        if have is None or have.last < since or have.first - since > step:
+        head_missing = extend_back and have is not None and have.first - since > step
+        if have is None or have.last < since or head_missing:
             needed_from = since
         elif now - have.last >= step:
             needed_from = have.last
@@ -276,13 +280,16 @@ def plan_coin(
     now: datetime,
     any_age: bool,
     tables: Sequence[str] = TABLES,
+    extend_back: bool = True,
 ) -> CoinPlan:
     plan = CoinPlan(coin_id)
     if "price_history" in tables:
         missing = missing_price_stretches(engine, coin_id, vs_currency, start, now)
         plan.chart_windows = chart_windows(missing, now)
     if "ohlc" in tables:
-        plan.ohlc_requests = ohlc_requests(engine, coin_id, vs_currency, start, now, any_age)
+        plan.ohlc_requests = ohlc_requests(
+            engine, coin_id, vs_currency, start, now, any_age, extend_back
+        )
     return plan
 
 
@@ -421,6 +428,7 @@ def backfill(
     command: str = "backfill",
     tables: Sequence[str] = TABLES,
     should_stop: Callable[[], bool] = lambda: False,
+    extend_back: bool = True,
 ) -> BackfillReport:
     """Bring price points and candles of `coins` up to date from `start` to `now`, one coin at a
     time, recorded as one run in etl_runs (success, partial when some coins failed, failed when
@@ -434,7 +442,7 @@ def backfill(
         for number, coin in enumerate(coins, 1):
             if should_stop():
                 break
-            plan = plan_coin(engine, coin, vs_currency, start, now, any_age, tables)
+            plan = plan_coin(engine, coin, vs_currency, start, now, any_age, tables, extend_back)
             result = execute_plan(engine, client, plan, vs_currency, now, run_id)
             report.coins.append(result)
             level = logging.WARNING if result.error else logging.INFO
@@ -530,7 +538,7 @@ def refresh_ohlc(
     due = [
         coin
         for coin in coins
-        if plan_coin(engine, coin, vs_currency, start, now, any_age, ("ohlc",)).requests
+        if plan_coin(engine, coin, vs_currency, start, now, any_age, ("ohlc",), False).requests
     ]
     if not due:
         log.info("ohlc: candles of the top %d coins are current", len(coins))
@@ -546,4 +554,5 @@ def refresh_ohlc(
         command="ohlc",
         tables=("ohlc",),
         should_stop=should_stop,
+        extend_back=False,
     )
