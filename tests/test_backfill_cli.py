@@ -7,16 +7,14 @@ due candle is known in advance; retries are off and pacing is instant, so nothin
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fake_coingecko import FakeCoinGecko
-from helpers import TOP50_FETCHED_AT, market_rows, shifted
+from helpers import TOP50_FETCHED_AT, etl_env, etl_runner, market_rows, shifted
 from history_data import NOW, serve_history
 from sqlalchemy import create_engine, text
 
@@ -39,33 +37,14 @@ def fake():
 @pytest.fixture
 def cli(tmp_path, fake, db_url):
     """Runs `python etl.py ...` in a fresh working directory against the fake CoinGecko."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COINGECKO_", "POSTGRES_"))}
-    env.update(
-        PAGER="cat",
-        DATABASE_URL=db_url,
-        COINGECKO_BASE_URL=fake.url,
-        COINGECKO_CALLS_PER_MINUTE="1000000",
+    env = etl_env(
+        db_url,
+        fake.url,
+        tmp_path / "data",
         COINGECKO_MAX_RETRIES="0",
         CRYPTO_ETL_NOW=NOW.isoformat(),
-        DATA_DIR=str(tmp_path / "data"),
-        LOG_LEVEL="INFO",
     )
-    for name in ("CRYPTO_ETL_FAULT", "TOP_N", "OHLC_TOP_N"):
-        env.pop(name, None)
-
-    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, ETL, *args],
-            cwd=tmp_path,
-            env={**env, **extra_env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
+    run = etl_runner(tmp_path, env)
     run.db_url = db_url
     return run
 
