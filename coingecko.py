@@ -17,7 +17,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from config import Settings
-from errors import CoinGeckoError, NotFoundError, RateLimitError
+from errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ BACKOFF_MAX_SECONDS = 60.0
 JITTER_SECONDS = 1.0
 RETRY_AFTER_MAX_SECONDS = 300.0
 MESSAGE_MAX_CHARS = 200
+# CoinGecko's error code for a time range beyond what the plan serves (365 days keyless and demo).
+HISTORY_LIMIT_ERROR_CODE = "10012"
 
 
 class _RetryableFailure(Exception):
@@ -59,6 +61,16 @@ def _error_message(body: Any) -> str | None:
     if isinstance(error, dict):
         return _error_message(error)
     return None
+
+
+def _error_code(body: Any) -> str | None:
+    """CoinGecko's numeric error code, from `{"status": ...}` or `{"error": {"status": ...}}`."""
+    if not isinstance(body, dict):
+        return None
+    status = body.get("status")
+    if isinstance(status, dict) and status.get("error_code") is not None:
+        return str(status["error_code"])
+    return _error_code(body.get("error"))
 
 
 def _response_message(response: requests.Response) -> str | None:
@@ -255,6 +267,15 @@ class CoinGeckoClient:
         status = response.status_code
         message = _response_message(response)
         detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        try:
+            code = _error_code(response.json())
+        except ValueError:
+            code = None
+        if code == HISTORY_LIMIT_ERROR_CODE:
+            return HistoryLimitError(
+                f"CoinGecko refused GET {path} ({detail}): keyless and demo plans reach "
+                "365 days of history; ask for fewer days or use a pro key (COINGECKO_API_PLAN=pro)"
+            )
         if status in (401, 403):
             if self.settings.coingecko_api_key:
                 cause = f"the {self.settings.coingecko_api_plan} API key was not accepted"

@@ -33,6 +33,10 @@ class NotFoundError(CoinGeckoError):
     """CoinGecko does not know the requested coin (404)."""
 
 
+class HistoryLimitError(CoinGeckoError):
+    """The plan does not reach that far back (keyless and demo plans: 365 days)."""
+
+
 class DatabaseError(ETLError):
     """The database is unreachable or refused a statement."""
 

@@ -6,10 +6,13 @@ python etl.py run
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import math
+import signal
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import fire
@@ -91,6 +94,62 @@ def _currency(value, default: str) -> str:
     return text
 
 
+def _coin_ids(value) -> list[str] | None:
+    """--coins as fire hands it over: None, "bitcoin", "bitcoin,ethereum", a tuple, or an int."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise UsageError("--coins needs coin ids, e.g. --coins=bitcoin,ethereum")
+    items = value if isinstance(value, list | tuple) else [value]
+    ids: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            coin = part.strip().lower()
+            if any(ch.isspace() or ch in "/?#&%" for ch in coin):
+                raise UsageError(f"--coins: {coin!r} is not a CoinGecko coin id")
+            if coin and coin not in ids:
+                ids.append(coin)
+    if not ids:
+        raise UsageError("--coins needs coin ids, e.g. --coins=bitcoin,ethereum")
+    return ids
+
+
+class BackfillIncomplete(ETLError):
+    """Some coins could not be fetched; the others were stored."""
+
+
+@contextlib.contextmanager
+def _coin_progress(total: int):
+    """A progress bar over coins on a terminal; elsewhere the per-coin log lines say enough."""
+    if not sys.stderr.isatty():
+        yield lambda result: None
+        return
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with tqdm(total=total, unit="coin", file=sys.stderr) as bar, logging_redirect_tqdm():
+
+        def advance(result) -> None:
+            bar.set_postfix_str(result.coin_id + (" failed" if result.error else ""))
+            bar.update(1)
+
+        yield advance
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops a long command like Ctrl-C does, so its run is recorded as cancelled."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _path(name: str, value) -> Path:
     if value is None or isinstance(value, bool) or str(value).strip() == "":
         raise UsageError(f"--{name} needs a file path")
@@ -106,6 +165,7 @@ class CryptoETLPipeline:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._engine = None
+        self._ohlc_note: str | None = None
 
     # -- shared plumbing -------------------------------------------------------------------
     def _config(self) -> Settings:
@@ -271,6 +331,8 @@ class CryptoETLPipeline:
             f"{result.loaded} loaded, {result.skipped} already stored, "
             f"{result.rejected} quarantined"
         )
+        if self._ohlc_note:
+            print(self._ohlc_note)
 
     def _run_once(self, top_n, vs_currency, should_stop=lambda: False):
         from pipeline import run_once
@@ -279,8 +341,18 @@ class CryptoETLPipeline:
         top = _positive_int("top_n", top_n, settings.top_n)
         currency = _currency(vs_currency, settings.vs_currency)
         engine = self._db()
+        self._ohlc_note = None
         with self._client() as client:
-            return run_once(engine, client, settings, top, currency, should_stop)
+
+            def keep_ohlc_current(run_id: int) -> None:
+                self._ohlc_note = _keep_ohlc_current(
+                    engine, client, settings, currency, should_stop
+                )
+
+            after_load = keep_ohlc_current if settings.ohlc_top_n > 0 else None
+            return run_once(
+                engine, client, settings, top, currency, should_stop, after_load=after_load
+            )
 
     @command
     def schedule(
@@ -321,6 +393,116 @@ class CryptoETLPipeline:
         print(f"schedule stopped{reason} after {runs} run(s), {failures} failed")
 
     @command
+    def backfill(self, coins=None, days: int = 90, vs_currency=None, top_n: int | None = None):
+        """Fill price_history and ohlc from CoinGecko history: incremental, resumable, fills gaps.
+
+        Per coin only what is not stored yet is fetched (after the last point, before the first,
+        and gaps), at the finest granularity the plan serves. Without --coins: the current top
+        --top_n coins (TOP_N). Keyless and demo plans reach 365 days back. Coins that fail are
+        listed at the end and the exit status is 1; the others are stored. Run it again to resume.
+        Example: python etl.py backfill --coins=bitcoin,ethereum --days=90 --vs_currency=usd
+        """
+        from history import backfill, backfill_start, history_now
+
+        settings = self._config()
+        days = _positive_int("days", days, 90)
+        currency = _currency(vs_currency, settings.vs_currency)
+        ids = _coin_ids(coins)
+        top = _positive_int("top_n", top_n, settings.top_n)
+        now = history_now()
+        start, cut = backfill_start(days, now, settings)
+        if cut:
+            print(
+                f"warning: --days={days} reaches further back than the 365 days that keyless and "
+                f"demo CoinGecko plans serve; fetching from {start:%Y-%m-%d %H:%M} UTC "
+                "(a pro key with COINGECKO_API_PLAN=pro reaches further)",
+                file=sys.stderr,
+            )
+        engine = self._db()
+        with _sigterm_interrupts(), self._client() as client:
+            if ids is None:
+                ids = [row["id"] for row in client.fetch_markets(top, currency)]
+                log.info("backfilling the top %d coins by market cap", len(ids))
+            with _coin_progress(len(ids)) as on_coin:
+                report = backfill(
+                    engine, client, settings, ids, currency, start, now, on_coin=on_coin
+                )
+        stored = len(report.coins) - len(report.failed)
+        print(
+            f"backfill run {report.run_id} {report.status}: {stored} of {len(ids)} coins "
+            f"({currency}) since {start:%Y-%m-%d %H:%M} UTC, "
+            f"{report.total('requests')} request(s)\n"
+            f"  price_history: {report.total('points')} points received, "
+            f"{report.total('points_new')} new\n"
+            f"  ohlc: {report.total('candles')} candles received, {report.total('candles_new')} new"
+        )
+        if report.failed:
+            print(f"failed coins ({len(report.failed)}):")
+            for result in report.failed:
+                print(f"  {result.coin_id}: {result.error}")
+            names = ", ".join(r.coin_id for r in report.failed)
+            raise BackfillIncomplete(
+                f"{len(report.failed)} of {len(ids)} coins failed ({names}); the others are "
+                "stored; run the same command again to retry"
+            )
+
+    @command
+    def gaps(
+        self,
+        coins=None,
+        vs_currency=None,
+        days: int | None = None,
+        interval_seconds: int | None = None,
+    ):
+        """List missing stretches per coin in market_snapshots and price_history.
+
+        A gap is two stored points further apart than 1.5 times the expected spacing: the
+        snapshot cadence (--interval_seconds, default 300 like schedule) for market_snapshots,
+        the recorded granularity for price_history. --days limits the look-back. The last column
+        says whether `backfill` can fill the stretch (snapshots themselves cannot be fetched
+        again; backfill fills price_history for that time).
+        Example: python etl.py gaps --coins=bitcoin,ethereum --days=30
+        """
+        from gaps import DEFAULT_SNAPSHOT_INTERVAL_SECONDS, GAP_TABLES, find_gaps, format_gaps
+        from history import backfill_start, history_now
+
+        settings = self._config()
+        ids = _coin_ids(coins)
+        currency = _currency(vs_currency, settings.vs_currency)
+        cadence = _positive_int(
+            "interval_seconds", interval_seconds, DEFAULT_SNAPSHOT_INTERVAL_SECONDS
+        )
+        now = history_now()
+        since = None
+        if days is not None:
+            since = now - timedelta(days=_positive_int("days", days, 1))
+        engine = self._db()
+        found = {
+            table: find_gaps(engine, table, currency, ids, since, cadence) for table in GAP_TABLES
+        }
+        servable_from, _ = backfill_start(100 * 365, now, settings)
+        notes = [
+            _gap_note(engine, gap, found["price_history"], servable_from)
+            for table in GAP_TABLES
+            for gap in found[table]
+        ]
+        listed = [gap for table in GAP_TABLES for gap in found[table]]
+        scope = f"{len(ids)} coin(s)" if ids else "all coins"
+        window = f" in the last {days} days" if since else ""
+        if not listed:
+            print(f"no gaps in market_snapshots or price_history ({currency}, {scope}{window})")
+            return
+        print(format_gaps(listed, notes))
+        coins_with_gaps = sorted({gap.coin_id for gap in listed})
+        reach = math.ceil((now - min(gap.after for gap in listed)) / timedelta(days=1))
+        print(
+            f"{len(listed)} gap(s) in {len(coins_with_gaps)} coin(s) "
+            f"({currency}, {scope}{window}); to fill what CoinGecko still serves: "
+            f"python etl.py backfill --coins={','.join(coins_with_gaps)} --days={reach} "
+            f"--vs_currency={currency}"
+        )
+
+    @command
     def init_db(self):
         """Create or upgrade the database schema (Alembic migrations).
 
@@ -331,6 +513,47 @@ class CryptoETLPipeline:
         engine = make_engine(self._config().database_url)
         revision = init_db(engine)
         print(f"schema at revision {revision} in {describe(engine)}")
+
+
+def _keep_ohlc_current(engine, client, settings, currency, should_stop) -> str | None:
+    """After a snapshot run: bring candles of the top OHLC_TOP_N coins up to date. A failure
+    here is logged and recorded in its own `ohlc` run; it never fails the snapshot run."""
+    from history import history_now, refresh_ohlc
+
+    try:
+        report = refresh_ohlc(engine, client, settings, currency, history_now(), should_stop)
+    except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error("ohlc: keeping candles current failed: %s (the snapshot run is stored)", detail)
+        return f"ohlc failed: {detail}"
+    if report is None:
+        return None
+    note = (
+        f"ohlc run {report.run_id} {report.status}: {len(report.coins)} coin(s), "
+        f"{report.total('candles_new')} new candles"
+    )
+    if report.failed:
+        note += "; failed: " + ", ".join(r.coin_id for r in report.failed)
+        log.warning("%s", note)
+    return note
+
+
+def _gap_note(engine, gap, price_gaps, servable_from) -> str:
+    """What backfill can do about a gap: CoinGecko serves price history back to `servable_from`."""
+    from history_store import price_coverage
+
+    if gap.before <= servable_from:
+        return "older than the plan serves (365 days)"
+    if gap.table == "price_history":
+        return "backfill fills it"
+    coverage = price_coverage(engine, gap.coin_id, gap.vs_currency)
+    overlapped = any(
+        p.coin_id == gap.coin_id and p.after < gap.before and p.before > gap.after
+        for p in price_gaps
+    )
+    if coverage and coverage.first <= gap.after and coverage.last >= gap.before and not overlapped:
+        return "covered in price_history"
+    return "backfill fills it in price_history"
 
 
 def main() -> None:

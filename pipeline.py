@@ -123,7 +123,8 @@ def run_once(
     should_stop: Callable[[], bool] = lambda: False,
     after_load: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """Extract, transform, validate and load one snapshot, recorded as one run in etl_runs."""
+    """Extract, transform, validate and load one snapshot, recorded as one run in etl_runs;
+    then `after_load(run_id)`, if given, once the run is recorded (its errors are its own)."""
     run_id = start_run(engine, "run", vs_currency=vs_currency)
     stamp = utcnow()
     name = f"{stamp:%Y%m%dT%H%M%S%fZ}_{vs_currency}_top{top_n}"
@@ -169,9 +170,7 @@ def run_once(
             result.skipped,
             result.rejected,
         )
-        if after_load is not None:
-            after_load(run_id)
-        return RunSummary(run_id, status, extracted, result, raw_path, csv_path)
+        summary = RunSummary(run_id, status, extracted, result, raw_path, csv_path)
     except Cancelled:
         finish_run(engine, run_id, "cancelled", rows_extracted=extracted, error_message="stopped")
         raise
@@ -179,6 +178,10 @@ def run_once(
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finish_run(engine, run_id, "failed", rows_extracted=extracted, error_message=message)
         raise
+    # After the run is closed: whatever the hook does cannot change the snapshot run's record.
+    if after_load is not None:
+        after_load(run_id)
+    return summary
 
 
 def _check_stop(should_stop: Callable[[], bool]) -> None:

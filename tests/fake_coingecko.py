@@ -2,17 +2,43 @@
 
 It serves /coins/markets (paginated like CoinGecko), /coins/{id}/market_chart/range and
 /coins/{id}/ohlc from in-memory data, records every request, and can be told to fail the next
-requests with given statuses (429 with retry-after, 5xx, 401, ...).
+requests with given statuses (429 with retry-after, 5xx, 401, ...) or every request for a coin.
+
+With `now` set it behaves like CoinGecko's history endpoints at that moment: nothing after `now`;
+market_chart/range answers in 5-minute steps for a window of up to a day ending now, hourly for
+other windows up to 90 days, daily beyond; ohlc answers days=1 with 30-minute candles, 7 to 30
+with 4-hour candles, more with 4-day candles (`ohlc[coin]` then maps interval to candles); and
+without a pro key, anything older than 365 days gets CoinGecko's 401 with error 10012.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from bisect import bisect_left, bisect_right
 from collections import deque
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+DAY_MS = 86_400_000
+
+
+def history_limit_body() -> dict[str, Any]:
+    """CoinGecko's answer to a keyless or demo request reaching back more than 365 days."""
+    return {
+        "error": {
+            "status": {
+                "timestamp": "2024-04-20T22:00:05.123+00:00",
+                "error_code": 10012,
+                "error_message": "Your request exceeds the allowed time range. Public API users "
+                "are limited to querying historical data within the past 365 days. Upgrade to a "
+                "paid plan to enjoy full historical data access: "
+                "https://www.coingecko.com/en/api/pricing. ",
+            }
+        }
+    }
 
 
 class FakeCoinGecko:
@@ -23,6 +49,9 @@ class FakeCoinGecko:
         self.requests: list[tuple[str, dict[str, str], dict[str, str]]] = []
         self.failures: deque[tuple[int, str, dict[str, str]]] = deque()
         self.unknown_coins_fail_with: int = 404
+        self.fail_coins: dict[str, tuple[int, str]] = {}  # coin -> (status, body), every request
+        self.now: datetime | None = None  # set: emulate CoinGecko's history rules at this time
+        self.keyless_history_days = 365
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -55,8 +84,14 @@ class FakeCoinGecko:
     def paths(self) -> list[str]:
         return [p for p, _, _ in self.requests]
 
+    def history_requests(self) -> list[tuple[str, dict[str, str]]]:
+        """(path, query) of every market_chart/range and ohlc request, in order."""
+        return [(p, q) for p, q, _ in self.requests if p.endswith(("/range", "/ohlc"))]
+
     # -- request handling ----------------------------------------------------------------------
-    def _respond(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def _respond(
+        self, path: str, query: dict[str, str], headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
         if parts[:2] != ["api", "v3"]:
             return 404, {"error": "not found"}
@@ -70,6 +105,14 @@ class FakeCoinGecko:
             return 200, self.markets[start : start + per_page]
         if len(parts) >= 3 and parts[0] == "coins":
             coin = parts[1]
+            if coin in self.fail_coins:
+                status, body = self.fail_coins[coin]
+                return status, json.loads(body) if body else {}
+            pro = any(k.lower() == "x-cg-pro-api-key" for k in headers or {})
+            if self.now is not None and parts[2:] == ["market_chart", "range"]:
+                return self._chart_range(coin, query, pro)
+            if self.now is not None and parts[2:] == ["ohlc"]:
+                return self._ohlc(coin, query, pro)
             if parts[2:] == ["market_chart", "range"]:
                 if coin not in self.charts:
                     return self.unknown_coins_fail_with, {"error": "coin not found"}
@@ -84,6 +127,48 @@ class FakeCoinGecko:
                     return self.unknown_coins_fail_with, {"error": "coin not found"}
                 return 200, self.ohlc[coin]
         return 404, {"error": "not found"}
+
+    # -- CoinGecko's history rules, when `now` is set ------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self.now.timestamp() * 1000)
+
+    def _beyond_plan(self, from_ms: float, pro: bool) -> bool:
+        return not pro and from_ms < self._now_ms() - self.keyless_history_days * DAY_MS
+
+    def _chart_range(self, coin: str, query: dict[str, str], pro: bool) -> tuple[int, Any]:
+        if coin not in self.charts:
+            return self.unknown_coins_fail_with, {"error": "coin not found"}
+        lo, hi = float(query["from"]) * 1000, float(query["to"]) * 1000
+        if self._beyond_plan(lo, pro):
+            return 401, history_limit_body()
+        now = self._now_ms()
+        if hi - lo <= DAY_MS and hi >= now - 60_000:
+            step = 5 * 60_000
+        elif hi - lo <= 90 * DAY_MS:
+            step = 3600_000
+        else:
+            step = DAY_MS
+        out = {}
+        for key in ("prices", "market_caps", "total_volumes"):
+            points = self.charts[coin].get(key, [])
+            times = [p[0] for p in points]  # sorted: the tests build them in time order
+            window = points[bisect_left(times, lo) : bisect_right(times, min(hi, now))]
+            out[key] = [p for p in window if p[0] % step == 0]
+        return 200, out
+
+    def _ohlc(self, coin: str, query: dict[str, str], pro: bool) -> tuple[int, Any]:
+        if coin not in self.ohlc:
+            return self.unknown_coins_fail_with, {"error": "coin not found"}
+        days = query.get("days", "")
+        allowed = {"1", "7", "14", "30", "90", "180", "365"} | ({"max"} if pro else set())
+        if days not in allowed:
+            if days == "max" or (days.isdigit() and int(days) > self.keyless_history_days):
+                return 401, history_limit_body()
+            return 400, {"error": "invalid days"}
+        now = self._now_ms()
+        lo = 0 if days == "max" else now - int(days) * DAY_MS
+        interval = "30m" if days in ("1", "2") else "4h" if days in ("7", "14", "30") else "4d"
+        return 200, [c for c in self.ohlc[coin][interval] if lo <= c[0] <= now]
 
     def _handler(self):
         fake = self
@@ -102,7 +187,7 @@ class FakeCoinGecko:
                     status, body, headers = failure
                     self._send(status, body.encode(), headers)
                     return
-                status, payload = fake._respond(split.path, query)
+                status, payload = fake._respond(split.path, query, dict(self.headers))
                 self._send(status, json.dumps(payload).encode(), {})
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:

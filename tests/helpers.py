@@ -1,13 +1,18 @@
-"""Small builders shared by the tests: market rows from the real fixtures, shifted in time."""
+"""Small builders shared by the tests: market rows from the real fixtures, shifted in time, and
+`python etl.py ...` run as a user runs it."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
+ETL = str(Path(__file__).resolve().parent.parent / "etl.py")
 TOP50_FETCHED_AT = datetime(2025, 9, 9, 15, 5, tzinfo=UTC)
 ROWS250_FETCHED_AT = datetime(2023, 7, 28, 20, 10, tzinfo=UTC)
 
@@ -25,3 +30,42 @@ def shifted(rows: list[dict], minutes: int, price_factor: float = 1.0) -> list[d
         if isinstance(row.get("current_price"), int | float):
             row["current_price"] = row["current_price"] * price_factor
     return out
+
+
+def etl_env(db_url: str, coingecko_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without CoinGecko, PostgreSQL, pipeline or fault settings, then
+    the database, the fake CoinGecko (instant pacing), the data folder and `settings`."""
+    dropped = ("COINGECKO_", "POSTGRES_", "CRYPTO_ETL_", "TOP_N", "OHLC_TOP_N")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update(
+        PAGER="cat",
+        DATABASE_URL=db_url,
+        COINGECKO_BASE_URL=coingecko_url,
+        COINGECKO_CALLS_PER_MINUTE="1000000",
+        DATA_DIR=str(data_dir),
+        LOG_LEVEL="INFO",
+    )
+    env.update(settings)
+    return env
+
+
+def etl_runner(cwd: Path, env: dict[str, str]):
+    """A function running `python etl.py *args` in `cwd` with `env` (plus per-call settings);
+    a non-zero exit fails the test unless check=False."""
+
+    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, ETL, *args],
+            cwd=cwd,
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    run.env = env
+    run.cwd = cwd
+    return run

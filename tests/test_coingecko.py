@@ -18,7 +18,7 @@ import requests
 
 from coingecko import JITTER_SECONDS, RETRY_AFTER_MAX_SECONDS, CoinGeckoClient
 from config import PRO_BASE_URL, PUBLIC_BASE_URL, Settings, load_settings
-from errors import CoinGeckoError, NotFoundError, RateLimitError
+from errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
 
 DATA = Path(__file__).resolve().parent / "data"
 MARKETS = f"{PUBLIC_BASE_URL}/coins/markets"
@@ -526,6 +526,30 @@ def test_ohlc_sends_days_and_returns_candles_unmodified(
 
     assert result == candles
     assert requests_mock.last_request.qs == {"vs_currency": ["usd"], "days": [str(days)]}
+
+
+@pytest.mark.parametrize("status", [400, 401])
+def test_a_range_beyond_the_plan_is_a_history_limit_error(requests_mock, make_client, status):
+    # CoinGecko's answer to keyless and demo requests that reach back more than 365 days.
+    body = {
+        "error": {
+            "status": {
+                "timestamp": "2024-04-20T22:00:05.123+00:00",
+                "error_code": 10012,
+                "error_message": "Your request exceeds the allowed time range. Public API users "
+                "are limited to querying historical data within the past 365 days.",
+            }
+        }
+    }
+    requests_mock.get(f"{PUBLIC_BASE_URL}/coins/bitcoin/ohlc", status_code=status, json=body)
+
+    with pytest.raises(HistoryLimitError) as caught:
+        make_client().fetch_ohlc("bitcoin", "usd", 400)
+
+    message = str(caught.value)
+    assert "365 days" in message and "exceeds the allowed time range" in message
+    assert "\n" not in message
+    assert requests_mock.call_count == 1  # not retried
 
 
 # Lifecycle

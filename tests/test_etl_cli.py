@@ -4,7 +4,6 @@ SQLite and on the real PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,12 +12,22 @@ from pathlib import Path
 
 import pytest
 from fake_coingecko import FakeCoinGecko
-from helpers import market_rows, shifted
+from helpers import etl_env, etl_runner, market_rows, shifted
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "etl.py")
-COMMANDS = ("extract", "transform", "validate", "load", "run", "schedule", "init_db")
+COMMANDS = (
+    "extract",
+    "transform",
+    "validate",
+    "load",
+    "run",
+    "schedule",
+    "backfill",
+    "gaps",
+    "init_db",
+)
 
 
 @pytest.fixture
@@ -30,32 +39,9 @@ def fake():
 @pytest.fixture
 def cli(tmp_path, fake, db_url):
     """Runs `python etl.py ...` in a fresh working directory against the fake CoinGecko."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COINGECKO_", "POSTGRES_"))}
-    env.update(
-        PAGER="cat",
-        DATABASE_URL=db_url,
-        COINGECKO_BASE_URL=fake.url,
-        COINGECKO_CALLS_PER_MINUTE="1000000",
-        DATA_DIR=str(tmp_path / "data"),
-        LOG_LEVEL="INFO",
-    )
-    env.pop("CRYPTO_ETL_FAULT", None)
-
-    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, ETL, *args],
-            cwd=tmp_path,
-            env={**env, **extra_env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    run.env = env
-    run.cwd = tmp_path
+    # These tests are about snapshots; candles are tested in test_backfill_cli.
+    env = etl_env(db_url, fake.url, tmp_path / "data", OHLC_TOP_N="0")
+    run = etl_runner(tmp_path, env)
     run.db_url = db_url
     return run
 
