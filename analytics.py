@@ -9,6 +9,7 @@ close time (as CoinGecko's /ohlc gives it).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,16 @@ def interval_rule(interval: str) -> str:
         raise ValueError(
             f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_RULES)}"
         ) from None
+
+
+def auto_interval(span: timedelta) -> str:
+    """The interval a chart of `span` wants, as CoinGecko picks it for /market_chart: every point
+    up to a day, hourly up to 90 days, daily beyond. Keeps answers to a few thousand points."""
+    if span <= timedelta(days=1):
+        return "raw"
+    if span <= timedelta(days=90):
+        return "1h"
+    return "1d"
 
 
 def empty_points() -> pd.DataFrame:
@@ -57,8 +68,11 @@ def combine_points(*frames: pd.DataFrame) -> pd.DataFrame:
     points = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy()
     points["ts"] = pd.to_datetime(points["ts"], utc=True)
     points = points.dropna(subset=["price"])
-    points = points.drop_duplicates(subset="ts", keep="first")
-    return points.sort_values("ts", kind="stable").reset_index(drop=True)
+    if len(parts) > 1:  # one source has one point per timestamp already
+        points = points.drop_duplicates(subset="ts", keep="first")
+    if not points["ts"].is_monotonic_increasing:
+        points = points.sort_values("ts", kind="stable")
+    return points.reset_index(drop=True)
 
 
 def resample_points(points: pd.DataFrame, interval: str) -> pd.DataFrame:

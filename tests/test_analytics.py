@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -183,6 +184,13 @@ def test_candles_from_snapshots_use_the_24h_figures(markets):
     assert len(candles) == len(markets) - 1
     assert candles["ts"].is_monotonic_increasing
     assert analytics.candles_from_snapshots(pd.DataFrame()).empty
+
+
+def test_auto_interval_follows_coingecko_granularity():
+    assert analytics.auto_interval(timedelta(hours=24)) == "raw"
+    assert analytics.auto_interval(timedelta(days=30)) == "1h"
+    assert analytics.auto_interval(timedelta(days=90)) == "1h"
+    assert analytics.auto_interval(timedelta(days=91)) == "1d"
 
 
 def test_interval_rule():
