@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
@@ -27,7 +29,6 @@ from api_deps import (
 )
 from api_errors import ERROR_RESPONSES, InvalidParameter
 from api_schemas import (
-    Candle,
     CandleList,
     Correlation,
     CryptoDetail,
@@ -36,7 +37,6 @@ from api_schemas import (
     ErrorResponse,
     Freshness,
     History,
-    HistoryPoint,
     MarketCapVolume,
     MarketCapVolumeList,
     MarketShare,
@@ -109,6 +109,20 @@ def _coin_or_404(session: SessionDep, coin_id: str) -> Coin:
 
 def _none(value: float) -> float | None:
     return None if value is None or np.isnan(value) else float(value)
+
+
+def _json_with_frame(envelope: BaseModel, frame: pd.DataFrame) -> Response:
+    """`envelope` as JSON with its `data` list made from `frame` column by column: several times
+    faster than a model per row when a history has thousands of points. The response models
+    document this shape and the tests hold the answers to them. Times are written as ISO 8601 UTC
+    with milliseconds, NaN as null."""
+    times = frame.iloc[:, 0].dt.tz_convert(None).to_numpy("datetime64[ms]")
+    columns = [np.datetime_as_string(times, unit="ms", timezone="UTC").tolist()]
+    columns += [frame[name].to_numpy("float64").tolist() for name in frame.columns[1:]]
+    rows = zip(*columns, strict=True)
+    data = list(map(dict, map(zip, repeat(list(frame.columns)), rows)))
+    head = envelope.model_dump(mode="json", exclude={"data"})
+    return Response(orjson.dumps({**head, "data": data}), media_type="application/json")
 
 
 # ---------------------------------------------------------------- cryptos
@@ -253,9 +267,12 @@ def get_history(
     start: Start = None,
     end: End = None,
     interval: Annotated[
-        Literal["raw", "5m", "1h", "1d"],
-        Query(description="raw: every point; else the last point of each bucket"),
-    ] = "raw",
+        Literal["auto", "raw", "5m", "1h", "1d"],
+        Query(
+            description="raw: every point; 5m, 1h, 1d: the last point of each bucket; auto: "
+            "raw up to 1 day, 1h up to 90 days, 1d beyond (CoinGecko's granularity)"
+        ),
+    ] = "auto",
     ma: Annotated[
         list[Annotated[int, Field(ge=2, le=1000)]] | None,
         Query(
@@ -270,48 +287,24 @@ def get_history(
     backfilled price_history, oldest first, resampled to `interval`, with simple and log returns
     and moving averages computed over the whole range before paging."""
     start, end = _range(start, end)
-    _coin_or_404(session, coin_id)
+    if interval == "auto":
+        interval = analytics.auto_interval(end - start)
     windows = sorted(set(ma)) if ma else [7, 30]
     points = queries.history_points(session, [coin_id], vs_currency, start, end).get(coin_id)
-    frame = analytics.history_features(
-        points if points is not None else analytics.empty_points(), interval, windows
-    )
-    page = frame.iloc[offset : offset + limit]
-    ma_columns = [page[f"ma_{w}"].to_numpy() for w in windows]
-    data = [
-        HistoryPoint(
-            ts=ts,
-            price=price,
-            market_cap=_none(cap),
-            total_volume=_none(volume),
-            simple_return=_none(simple),
-            log_return=_none(log),
-            moving_averages={
-                str(w): _none(col[i]) for w, col in zip(windows, ma_columns, strict=True)
-            },
-        )
-        for i, (ts, price, cap, volume, simple, log) in enumerate(
-            zip(
-                page["ts"].dt.to_pydatetime(),
-                page["price"].to_numpy(float),
-                page["market_cap"].to_numpy(float),
-                page["total_volume"].to_numpy(float),
-                page["simple_return"].to_numpy(float),
-                page["log_return"].to_numpy(float),
-                strict=True,
-            )
-        )
-    ]
-    history = History(
+    if points is None:  # no point in the range: an unknown coin is a 404, a known one is empty
+        _coin_or_404(session, coin_id)
+        points = analytics.empty_points()
+    frame = analytics.history_features(points, interval, windows)
+    envelope = History(
         coin_id=coin_id,
         vs_currency=vs_currency,
         interval=interval,
         start=start,
         end=end,
-        data=data,
+        data=[],
         count=len(frame),
     )
-    return _json(history)
+    return _json_with_frame(envelope, frame.iloc[offset : offset + limit])
 
 
 @router.get(
@@ -356,25 +349,15 @@ def get_ohlc(
     if source == "snapshot_24h":
         rows = queries.snapshot_24h_rows(session, coin_id, vs_currency, start, end)
         candles = analytics.candles_from_snapshots(rows)
-    page = candles.iloc[offset : offset + limit]
-    data = [
-        Candle(ts=ts, open=o, high=h, low=lo, close=c)
-        for ts, o, h, lo, c in zip(
-            page["ts"].dt.to_pydatetime(),
-            *(page[name].to_numpy(float) for name in ("open", "high", "low", "close")),
-            strict=True,
-        )
-    ]
-    return _json(
-        CandleList(
-            coin_id=coin_id,
-            vs_currency=vs_currency,
-            interval="24h" if used == "snapshot_24h" else interval,
-            source=used,
-            data=data,
-            count=len(candles),
-        )
+    envelope = CandleList(
+        coin_id=coin_id,
+        vs_currency=vs_currency,
+        interval="24h" if used == "snapshot_24h" else interval,
+        source=used,
+        data=[],
+        count=len(candles),
     )
+    return _json_with_frame(envelope, candles.iloc[offset : offset + limit])
 
 
 # ---------------------------------------------------------------- market

@@ -159,22 +159,38 @@ class MarketCapVolumeList(BaseModel):
 
 
 class HistoryPoint(BaseModel):
+    """One point; besides these fields, one `ma_<N>` field per requested moving-average window."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "ts": "2023-07-28T20:00:00.000Z",
+                    "price": 29309.0,
+                    "market_cap": 569778313238.0,
+                    "total_volume": 7555609615.0,
+                    "simple_return": 0.0012,
+                    "log_return": 0.0011993,
+                    "ma_7": 29250.5,
+                    "ma_30": None,
+                }
+            ]
+        },
+    )
+
     ts: datetime = Field(description="Observation time; with an interval, the bucket's start")
     price: float
     market_cap: float | None = None
     total_volume: float | None = None
     simple_return: float | None = Field(None, description="Change from the previous point")
     log_return: float | None = None
-    moving_averages: dict[str, float | None] = Field(
-        description="Moving average of the price over the last N points, by N",
-        examples=[{"7": 29250.5, "30": None}],
-    )
 
 
 class History(BaseModel):
     coin_id: str = Field(examples=["bitcoin"])
     vs_currency: str = Field(examples=["usd"])
-    interval: str = Field(examples=["1h"])
+    interval: str = Field(description="The interval used (auto resolved)", examples=["1h"])
     start: datetime
     end: datetime
     data: list[HistoryPoint]

@@ -273,10 +273,8 @@ def test_list_paging_ordering_and_search(client):
     assert [row["current_price"] for row in eur["data"]] == [26500.0]
 
 
-def test_list_answers_from_cache_until_the_data_changes(client, seeded_url):
-    assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
-    assert client.get("/api/v1/cryptos").headers["x-cache"] == "hit"
-    engine = make_engine(seeded_url)
+def _start_run(url: str) -> None:
+    engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(
             insert(EtlRun).values(
@@ -284,7 +282,21 @@ def test_list_answers_from_cache_until_the_data_changes(client, seeded_url):
             )
         )
     engine.dispose()
-    assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
+
+
+def test_list_answers_from_cache_until_a_run_starts(seeded_url):
+    with _client(seeded_url, api_cache_check_seconds=0) as client:
+        assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
+        assert client.get("/api/v1/cryptos").headers["x-cache"] == "hit"
+        _start_run(seeded_url)
+        assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
+
+
+def test_cache_check_interval_lets_answers_lag_a_new_run(seeded_url):
+    with _client(seeded_url, api_cache_check_seconds=3600) as client:
+        assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
+        _start_run(seeded_url)
+        assert client.get("/api/v1/cryptos").headers["x-cache"] == "hit"
 
 
 def test_seed_route_top10_market_cap(client):
@@ -325,7 +337,7 @@ def test_coin_detail_and_404s(client):
 
 
 def test_history_merges_snapshots_and_backfill(client):
-    params = {"start": START, "end": END}
+    params = {"start": START, "end": END, "interval": "raw"}
     body = client.get("/api/v1/cryptos/bitcoin/history", params=params).json()
     assert body["interval"] == "raw"
     assert body["count"] == 25 + HOURS + 1 == len(body["data"])
@@ -333,19 +345,37 @@ def test_history_merges_snapshots_and_backfill(client):
     assert times == sorted(times)
     last = body["data"][-1]
     assert last["price"] == 29309.0
-    assert set(last["moving_averages"]) == {"7", "30"}
-    assert last["moving_averages"]["7"] is not None
+    assert set(last) == {
+        "ts",
+        "price",
+        "market_cap",
+        "total_volume",
+        "simple_return",
+        "log_return",
+        "ma_7",
+        "ma_30",
+    }
+    assert last["ma_7"] is not None
     assert body["data"][0]["simple_return"] is None
     second = body["data"][1]
     assert second["simple_return"] == pytest.approx(29010.0 / 29000.0 - 1)
+
+
+def test_history_interval_auto_follows_the_range(client):
+    url = "/api/v1/cryptos/bitcoin/history"
+    month = client.get(url, params={"start": START, "end": END}).json()
+    assert month["interval"] == "1h"
+    assert month["count"] == 25 + HOURS + 1  # one point per hour that has one
+    day = client.get(url, params={"start": "2023-07-28T00:00:00Z", "end": END}).json()
+    assert day["interval"] == "raw"
 
 
 def test_history_resampling_windows_and_paging(client):
     params = {"start": "2023-07-26T00:00:00Z", "end": END, "interval": "1h", "ma": [3]}
     body = client.get("/api/v1/cryptos/bitcoin/history", params=params).json()
     assert body["count"] == HOURS + 1
-    assert all(point["ts"].endswith(":00:00Z") for point in body["data"])
-    assert set(body["data"][0]["moving_averages"]) == {"3"}
+    assert all(point["ts"].endswith(":00:00.000Z") for point in body["data"])
+    assert "ma_3" in body["data"][0] and "ma_7" not in body["data"][0]
     daily = client.get(
         "/api/v1/cryptos/bitcoin/history",
         params={"start": START, "end": END, "interval": "1d", "limit": 2, "offset": 1},
@@ -380,7 +410,7 @@ def test_ohlc_from_table_history_and_snapshots(client):
     stored = client.get(url, params={"start": START, "end": END}).json()
     assert (stored["source"], stored["interval"], stored["count"]) == ("ohlc", "4h", 6)
     assert stored["data"][0] == {
-        "ts": "2023-07-28T00:00:00Z",
+        "ts": "2023-07-28T00:00:00.000Z",
         "open": 29000.0,
         "high": 29100.0,
         "low": 28900.0,
