@@ -42,7 +42,7 @@ class Settings:
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     expected_cadence_seconds: int = 300
-    api_cache_check_seconds: float = 0.0
+    api_cache_check_seconds: float = 1.0
 
     @property
     def api_key_header(self) -> str:
@@ -149,7 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         api_key=env.get("API_KEY", "").strip() or None,
         cors_origins=_origins(env),
         expected_cadence_seconds=_int(env, "ETL_INTERVAL_SECONDS", 300),
-        api_cache_check_seconds=_seconds(env, "API_CACHE_CHECK_SECONDS", 0.0),
+        api_cache_check_seconds=_seconds(env, "API_CACHE_CHECK_SECONDS", 1.0),
     )
 
 
