@@ -47,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_read_only(make_engine(settings.database_url))
     app.state.engine = engine
     app.state.cache = ResponseCache(check_seconds=settings.api_cache_check_seconds)
+    app.state.cache.start(engine)
     log.info("serving %s", describe(engine))
     # Everything loaded so far (pandas, SQLAlchemy, the app) lives as long as the process: move it
     # out of the garbage collector's view, so the full collections that a large history answer
@@ -60,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.cache.stop()
         engine.dispose()
 
 
