@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,15 +49,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.cache = ResponseCache(check_seconds=settings.api_cache_check_seconds)
     app.state.cache.start(engine)
     log.info("serving %s", describe(engine))
-    # Everything loaded so far (pandas, SQLAlchemy, the app) lives as long as the process: move it
-    # out of the garbage collector's view, so the full collections that a large history answer
-    # sets off scan only the request's own objects (they were the slowest 1 % of such answers).
-    gc.collect()
-    gc.freeze()
-    import os
-
-    if os.environ.get("XGCT"):
-        gc.set_threshold(int(os.environ["XGCT"]), 10, 10)
+    if gc.get_freeze_count() == 0:
+        # Everything loaded so far (pandas, SQLAlchemy, the app) lives as long as the process:
+        # out of the collector's view, the full collections a large history answer sets off scan
+        # only the request's own objects (they made the slowest 1 % of those answers twice slower).
+        gc.collect()
+        gc.freeze()
     try:
         yield
     finally:
@@ -97,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-operations = api_routes.APIRouter(tags=["operations"])
+operations = APIRouter(tags=["operations"])
 
 
 @operations.get("/health", response_model=Health, summary="Liveness")

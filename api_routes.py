@@ -87,11 +87,9 @@ def _utc(value: datetime, field: str) -> datetime:
     return value
 
 
-def _range(
-    start: datetime | None, end: datetime | None, default_end: datetime | None = None
-) -> tuple[datetime, datetime]:
-    """[start, end] in UTC: end defaults to `default_end` or now, start to 30 days before end."""
-    end = _utc(end, "end") if end else default_end or datetime.now(UTC)
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """[start, end] in UTC: end defaults to now, start to 30 days before end."""
+    end = _utc(end, "end") if end else datetime.now(UTC)
     start = _utc(start, "start") if start else max(end - timedelta(days=30), EARLIEST)
     if start > end:
         raise InvalidParameter("start", "must not be after end")
@@ -387,9 +385,9 @@ def market_summary(
                 symbol=names.get(coin, {}).get("symbol"),
                 name=names.get(coin, {}).get("name"),
                 market_cap=cap,
-                share=share_,
+                share=fraction,
             )
-            for coin, cap, share_ in share.itertuples(index=False)
+            for coin, cap, fraction in share.itertuples(index=False)
         ]
         return MarketSummary(
             vs_currency=vs_currency,
