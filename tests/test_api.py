@@ -25,8 +25,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from api import create_app
-from config import Settings
+from config import Settings, load_settings
 from db import make_engine
+from errors import ConfigError
 from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
@@ -597,6 +598,41 @@ def test_api_never_writes(seeded_url):
             session.flush()
         with Session(engine) as session:
             assert session.scalar(select(EtlRun.id).limit(1)) == 1
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_api_settings_from_the_environment():
+    settings = load_settings(
+        {
+            "API_KEY": " k3y ",
+            "CORS_ORIGINS": "https://a.example, http://localhost:8501/",
+            "ETL_INTERVAL_SECONDS": "60",
+            "API_CACHE_CHECK_SECONDS": "0",
+        }
+    )
+    assert settings.api_key == "k3y"
+    assert settings.cors_origins == ("https://a.example", "http://localhost:8501")
+    assert settings.expected_cadence_seconds == 60
+    assert settings.api_cache_check_seconds == 0.0
+    defaults = load_settings({})
+    assert (defaults.api_key, defaults.cors_origins) == (None, ())
+    assert (defaults.expected_cadence_seconds, defaults.api_cache_check_seconds) == (300, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CORS_ORIGINS", "dash.example.com"),
+        ("ETL_INTERVAL_SECONDS", "0"),
+        ("API_CACHE_CHECK_SECONDS", "-1"),
+        ("API_CACHE_CHECK_SECONDS", "soon"),
+    ],
+)
+def test_invalid_api_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
 
 
 # ---------------------------------------------------------------- schemathesis
