@@ -39,6 +39,10 @@ class Settings:
     data_dir: Path = Path("data")
     stale_after_seconds: int = 6 * 3600
     future_tolerance_seconds: int = 300
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    expected_cadence_seconds: int = 300
+    api_cache_check_seconds: float = 1.0
 
     @property
     def api_key_header(self) -> str:
@@ -144,4 +148,34 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
         stale_after_seconds=_int(env, "STALE_AFTER_SECONDS", 6 * 3600),
         future_tolerance_seconds=_int(env, "FUTURE_TOLERANCE_SECONDS", 300, minimum=0),
+        api_key=env.get("API_KEY", "").strip() or None,
+        cors_origins=_origins(env),
+        expected_cadence_seconds=_int(env, "ETL_INTERVAL_SECONDS", 300),
+        api_cache_check_seconds=_seconds(env, "API_CACHE_CHECK_SECONDS", 1.0),
     )
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """CORS_ORIGINS: comma-separated origins such as https://dash.example.com, or `*`."""
+    raw = env.get("CORS_ORIGINS", "")
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"CORS_ORIGINS must be comma-separated origins such as https://dash.example.com "
+                f"or *, got {origin!r}"
+            )
+    return origins
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return value

@@ -1,0 +1,199 @@
+"""The chart-data functions on small frames whose answers can be worked out by hand, and on the real
+250-coin /coins/markets response."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import DATA
+
+import analytics
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def points(rows: list[tuple[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts": [ts(t) for t, _ in rows],
+            "price": [p for _, p in rows],
+            "market_cap": [p * 10 for _, p in rows],
+            "total_volume": [p * 2 for _, p in rows],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def markets() -> pd.DataFrame:
+    return pd.DataFrame(json.loads((DATA / "coins_markets_usd_250.json").read_text()))
+
+
+def test_market_share_top_n_and_others_sum_to_one(markets):
+    caps = markets.set_index("id")["market_cap"]
+    share = analytics.market_share(caps, top_n=5)
+    assert list(share["coin_id"][:2]) == ["bitcoin", "ethereum"]
+    assert share["coin_id"].iloc[-1] == analytics.OTHERS
+    assert len(share) == 6
+    assert share["share"].sum() == pytest.approx(1.0)
+    assert share["market_cap"].sum() == pytest.approx(caps.sum())
+    btc = share.loc[share["coin_id"] == "bitcoin", "share"].item()
+    assert btc == pytest.approx(569778313238 / caps.sum())
+
+
+def test_market_share_without_rest_has_no_others_row():
+    share = analytics.market_share(pd.Series({"a": 3.0, "b": 1.0, "c": None}), top_n=5)
+    assert list(share["coin_id"]) == ["a", "b"]
+    assert list(share["share"]) == [0.75, 0.25]
+
+
+def test_market_share_of_nothing_is_empty():
+    share = analytics.market_share(pd.Series(dtype="float64"), top_n=3)
+    assert share.empty
+
+
+def test_returns_simple_and_log():
+    prices = pd.Series([100.0, 110.0, 99.0])
+    simple = analytics.returns(prices)
+    assert math.isnan(simple.iloc[0])
+    assert simple.iloc[1:].tolist() == pytest.approx([0.1, -0.1])
+    log = analytics.returns(prices, log=True)
+    assert log.iloc[1] == pytest.approx(math.log(1.1))
+
+
+def test_returns_do_not_fill_gaps():
+    simple = analytics.returns(pd.Series([1.0, None, 2.0]))
+    assert simple.isna().tolist() == [True, True, True]
+
+
+def test_moving_averages_wait_for_a_full_window():
+    ma = analytics.moving_averages(pd.Series([1.0, 2.0, 3.0, 4.0]), [2, 3])
+    assert list(ma.columns) == ["ma_2", "ma_3"]
+    assert ma["ma_2"].tolist()[1:] == [1.5, 2.5, 3.5]
+    assert ma["ma_3"].isna().tolist() == [True, True, False, False]
+    assert ma["ma_3"].iloc[3] == 3.0
+
+
+def test_resample_keeps_last_point_per_bucket_labelled_by_start():
+    raw = points(
+        [
+            ("2024-01-01T00:00:10", 1.0),
+            ("2024-01-01T00:59:00", 2.0),
+            ("2024-01-01T02:30:00", 3.0),
+        ]
+    )
+    hourly = analytics.resample_points(raw, "1h")
+    assert hourly["ts"].tolist() == [ts("2024-01-01T00:00"), ts("2024-01-01T02:00")]
+    assert hourly["price"].tolist() == [2.0, 3.0]
+    assert hourly["market_cap"].tolist() == [20.0, 30.0]
+
+
+def test_resample_raw_is_identity_and_unknown_interval_is_refused():
+    raw = points([("2024-01-01T00:00", 1.0)])
+    assert analytics.resample_points(raw, "raw").equals(raw)
+    with pytest.raises(ValueError, match="unknown interval"):
+        analytics.resample_points(raw, "7m")
+
+
+def test_combine_points_prefers_first_source_and_sorts():
+    snapshots = points([("2024-01-01T01:00", 10.0), ("2024-01-01T00:00", 9.0)])
+    history = points([("2024-01-01T00:00", 1.0), ("2024-01-01T00:30", 2.0)])
+    combined = analytics.combine_points(snapshots, history)
+    assert combined["price"].tolist() == [9.0, 2.0, 10.0]
+    assert analytics.combine_points(analytics.empty_points()).empty
+
+
+def test_history_features_columns_and_values():
+    raw = points([(f"2024-01-0{d}T12:00", float(d)) for d in range(1, 6)])
+    frame = analytics.history_features(raw, "1d", [2])
+    assert list(frame.columns) == [
+        "ts",
+        "price",
+        "market_cap",
+        "total_volume",
+        "simple_return",
+        "log_return",
+        "ma_2",
+    ]
+    assert frame["ts"].iloc[0] == ts("2024-01-01")
+    assert frame["simple_return"].iloc[1] == pytest.approx(1.0)
+    assert frame["ma_2"].iloc[4] == pytest.approx(4.5)
+
+
+def test_correlation_matrix_of_returns():
+    index = pd.date_range("2024-01-01", periods=6, freq="1D", tz="UTC")
+    a = pd.Series([1.0, 2.0, 1.5, 3.0, 2.0, 4.0], index=index)
+    wide = pd.DataFrame({"a": a, "b": a * 3, "c": 10 - a})
+    corr = analytics.correlation_matrix(wide)
+    assert corr.loc["a", "b"] == pytest.approx(1.0)
+    assert corr.loc["a", "c"] < 0
+    assert np.diag(corr.to_numpy()) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_correlation_needs_enough_common_returns():
+    index = pd.date_range("2024-01-01", periods=3, freq="1D", tz="UTC")
+    wide = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, None, 2.0]}, index=index)
+    assert math.isnan(analytics.correlation_matrix(wide).loc["a", "b"])
+
+
+def test_wide_prices_aligns_coins_on_one_grid():
+    wide = analytics.wide_prices(
+        {
+            "a": points([("2024-01-01T00:10", 1.0), ("2024-01-01T01:10", 2.0)]),
+            "b": points([("2024-01-01T01:20", 5.0)]),
+        },
+        "1h",
+    )
+    assert list(wide.columns) == ["a", "b"]
+    assert len(wide) == 2
+    assert math.isnan(wide["b"].iloc[0])
+    assert analytics.wide_prices({}, "1h").empty
+
+
+def test_candles_from_points_close_at_bucket_end():
+    raw = points(
+        [
+            ("2024-01-01T00:10", 5.0),
+            ("2024-01-01T00:20", 7.0),
+            ("2024-01-01T00:30", 4.0),
+            ("2024-01-01T00:40", 6.0),
+        ]
+    )
+    candles = analytics.candles_from_points(raw, "30m")
+    assert list(candles.columns) == list(analytics.CANDLE_COLUMNS)
+    assert candles["ts"].tolist() == [ts("2024-01-01T00:30"), ts("2024-01-01T01:00")]
+    first = candles.iloc[0]
+    assert (first["open"], first["high"], first["low"], first["close"]) == (5.0, 7.0, 4.0, 4.0)
+    assert candles.iloc[1]["open"] == 6.0
+    assert analytics.candles_from_points(analytics.empty_points(), "1h").empty
+
+
+def test_candles_from_snapshots_use_the_24h_figures(markets):
+    candles = analytics.candles_from_snapshots(markets)
+    btc = markets.iloc[0]
+    first = candles.loc[candles["ts"] == ts(btc["last_updated"])].iloc[0]
+    assert first["open"] == pytest.approx(29309 - 143.86)
+    assert (first["high"], first["low"], first["close"]) == (29507, 29119, 29309)
+    # the stale gains-farm row lacks its 24h figures and gives no candle
+    assert len(candles) == len(markets) - 1
+    assert candles["ts"].is_monotonic_increasing
+    assert analytics.candles_from_snapshots(pd.DataFrame()).empty
+
+
+def test_auto_interval_follows_coingecko_granularity():
+    assert analytics.auto_interval(timedelta(hours=24)) == "raw"
+    assert analytics.auto_interval(timedelta(days=30)) == "1h"
+    assert analytics.auto_interval(timedelta(days=90)) == "1h"
+    assert analytics.auto_interval(timedelta(days=91)) == "1d"
+
+
+def test_interval_rule():
+    assert analytics.interval_rule("4h") == "4h"
+    with pytest.raises(ValueError):
+        analytics.interval_rule("raw")
