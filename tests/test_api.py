@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from api import create_app
 from config import Settings, load_settings
-from db import make_engine
+from db import head_revision, make_engine
 from errors import ConfigError
 from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
 
@@ -195,7 +195,7 @@ def test_ready_when_database_answers(client, db_url):
     body = response.json()
     assert body["status"] == "ready"
     assert body["database"] == db_url.split(":")[0]
-    assert body["revision"] == "0002"
+    assert body["revision"] == head_revision()
 
 
 @pytest.mark.parametrize(
