@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo run test lint format clean
+.PHONY: setup demo demo-offline run test lint format clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ setup: $(VENV)/.installed
 
 demo: setup  ## set up, then run the pipeline once on the embedded SQLite database
 	$(PY) etl.py run
+
+demo-offline: setup  ## no internet: the same, against a local fake CoinGecko serving recorded data
+	$(PY) tests/fake_coingecko.py --port 8765 & pid=$$!; sleep 1; \
+	COINGECKO_BASE_URL=http://127.0.0.1:8765/api/v3 COINGECKO_CALLS_PER_MINUTE=600 $(PY) etl.py run; \
+	rc=$$?; kill $$pid; exit $$rc
 
 run: setup
 	$(PY) etl.py run

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote_plus
+from urllib.parse import quote
 
 from errors import ConfigError
 
@@ -92,11 +92,13 @@ def database_url_from(env: Mapping[str, str]) -> str:
         return url
     host = env.get("POSTGRES_HOST", "").strip()
     if host:
-        user = quote_plus(env.get("POSTGRES_USER", "postgres").strip() or "postgres")
+        user = quote(env.get("POSTGRES_USER", "postgres").strip() or "postgres", safe="")
         password = env.get("POSTGRES_PASSWORD", "")
         port = _int(env, "POSTGRES_PORT", 5432)
+        if port > 65535:
+            raise ConfigError(f"POSTGRES_PORT must be a port number (1-65535), got {port}")
         db = env.get("POSTGRES_DB", "").strip() or "crypto"
-        auth = f"{user}:{quote_plus(password)}" if password else user
+        auth = f"{user}:{quote(password, safe='')}" if password else user
         return f"postgresql://{auth}@{host}:{port}/{db}"
     return DEFAULT_SQLITE_URL
 

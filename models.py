@@ -129,7 +129,10 @@ class RejectedRow(Base):
     rule: Mapped[str] = mapped_column(String(50))
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)  # the row as read, JSON
+    row_hash: Mapped[str] = mapped_column(String(64))  # sha256 of raw: quarantined once per rule
     rejected_at: Mapped[datetime]
+
+    __table_args__ = (Index("ux_rejected_rows_row_hash_rule", "row_hash", "rule", unique=True),)
 
 
 class PriceHistory(Base):

@@ -115,6 +115,7 @@ def upgrade() -> None:
         sa.Column("rule", sa.String(length=50), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("raw", sa.Text(), nullable=False),
+        sa.Column("row_hash", sa.String(length=64), nullable=False),
         sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
@@ -124,10 +125,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("rejected_rows", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_rejected_rows_run_id"), ["run_id"], unique=False)
+        batch_op.create_index("ux_rejected_rows_row_hash_rule", ["row_hash", "rule"], unique=True)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("rejected_rows", schema=None) as batch_op:
+        batch_op.drop_index("ux_rejected_rows_row_hash_rule")
         batch_op.drop_index(batch_op.f("ix_rejected_rows_run_id"))
 
     op.drop_table("rejected_rows")

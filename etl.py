@@ -1,0 +1,341 @@
+"""Crypto ETL command line: CoinGecko market data into a database, with its full history.
+
+python etl.py --help
+python etl.py run
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import fire
+
+from config import Settings, load_settings
+from errors import ETLError, InputFileError
+
+log = logging.getLogger("etl")
+USAGE_EXIT = 2
+
+
+class UsageError(ETLError):
+    """A command-line argument is invalid."""
+
+    exit_code = USAGE_EXIT
+
+
+def setup_logging(level: str, log_file: str | None = None) -> None:
+    """Logs go to stderr and, when LOG_FILE is set, to that file too."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        handlers=handlers,
+        force=True,
+    )
+    # Alembic reports every migration context at INFO; that is noise on each command.
+    for name in ("alembic", "alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def command(func):
+    """Turn expected failures into one line on stderr and a non-zero exit status; the traceback
+    is shown only with LOG_LEVEL=DEBUG."""
+
+    @functools.wraps(func)
+    def wrapper(self, *args, **kwargs):
+        try:
+            result = func(self, *args, **kwargs)
+        except ETLError as exc:
+            log.debug("traceback", exc_info=True)
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
+        except Exception as exc:
+            log.debug("traceback", exc_info=True)
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            print(
+                f"error: unexpected {type(exc).__name__}: {detail} "
+                "(run with LOG_LEVEL=DEBUG to see the traceback)",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        return result
+
+    return wrapper
+
+
+def _positive_int(name: str, value, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"--{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _currency(value, default: str) -> str:
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    if not text.isalnum():
+        raise UsageError(f"--vs_currency must be a currency code such as usd, got {value!r}")
+    return text
+
+
+def _path(name: str, value) -> Path:
+    if value is None or isinstance(value, bool) or str(value).strip() == "":
+        raise UsageError(f"--{name} needs a file path")
+    return Path(str(value))
+
+
+class CryptoETLPipeline:
+    """Collect CoinGecko market data and keep its full history in a database.
+
+    Settings come from environment variables or a .env file (see .env.example).
+    """
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._engine = None
+
+    # -- shared plumbing -------------------------------------------------------------------
+    def _config(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+            setup_logging(self._settings.log_level, self._settings.log_file)
+        return self._settings
+
+    def _db(self):
+        if self._engine is None:
+            from db import init_db, make_engine
+
+            self._engine = make_engine(self._config().database_url)
+            init_db(self._engine)
+        return self._engine
+
+    def _client(self):
+        from coingecko import CoinGeckoClient
+
+        return CoinGeckoClient(self._config())
+
+    def _record(self, command_name: str, **fields):
+        """Journal a single step in etl_runs; a step that does not need the database still
+        works when the database is unreachable (the failure to record is logged)."""
+        from runs import finish_run, start_run
+
+        try:
+            engine = self._db()
+            run_id = start_run(engine, command_name, fields.pop("vs_currency", None))
+            finish_run(engine, run_id, fields.pop("status", "success"), **fields)
+        except ETLError as exc:
+            log.warning("could not record the %s step in etl_runs: %s", command_name, exc)
+
+    # -- commands ------------------------------------------------------------------------------
+    @command
+    def extract(self, save_path: str = "raw.json", top_n: int | None = None, vs_currency=None):
+        """Fetch the top coins by market cap from CoinGecko into a raw JSON file, unmodified.
+
+        Example: python etl.py extract --save_path=raw.json --top_n=50 --vs_currency=usd
+        """
+        from pipeline import save_raw
+        from runs import utcnow
+
+        settings = self._config()
+        path = _path("save_path", save_path)
+        top = _positive_int("top_n", top_n, settings.top_n)
+        currency = _currency(vs_currency, settings.vs_currency)
+        with self._client() as client:
+            rows = client.fetch_markets(top, currency)
+        save_raw(rows, path, utcnow(), vs_currency=currency, top_n=top)
+        self._record("extract", vs_currency=currency, rows_extracted=len(rows), source=str(path))
+        print(f"extracted {len(rows)} coins ({currency}) into {path}")
+
+    @command
+    def transform(
+        self,
+        input_path: str = "raw.json",
+        output_path: str = "crypto_top_50.csv",
+        vs_currency=None,
+        snapshot_at: str | None = None,
+    ):
+        """Turn a raw /coins/markets JSON dump into the snapshot CSV (stable columns, UTC times).
+
+        Example: python etl.py transform --input_path=raw.json --output_path=crypto_top_50.csv
+        """
+        from pipeline import transform_file
+
+        settings = self._config()
+        source = _path("input_path", input_path)
+        target = _path("output_path", output_path)
+        when = None
+        if snapshot_at is not None:
+            try:
+                when = datetime.fromisoformat(str(snapshot_at).replace("Z", "+00:00"))
+            except ValueError:
+                raise UsageError(
+                    f"--snapshot_at must be an ISO 8601 time, got {snapshot_at!r}"
+                ) from None
+            if when.tzinfo is None:
+                raise UsageError("--snapshot_at needs a timezone, e.g. 2025-01-01T00:00:00Z")
+        currency = None if vs_currency is None else _currency(vs_currency, settings.vs_currency)
+        rows = transform_file(source, target, currency, when, settings.vs_currency)
+        self._record("transform", rows_extracted=rows, source=str(source))
+        print(f"transformed {rows} rows from {source} into {target}")
+
+    @command
+    def validate(self, csv_path: str = "crypto_top_50.csv"):
+        """Check a snapshot CSV against the data quality rules; exits 1 if a critical rule fails.
+
+        Example: python etl.py validate --csv_path=crypto_top_50.csv
+        """
+        from pipeline import validate_file
+        from runs import utcnow
+
+        settings = self._config()
+        path = _path("csv_path", csv_path)
+        report = validate_file(path, settings, utcnow())
+        print(report.format())
+        self._record(
+            "validate",
+            status="success" if report.passed else "failed",
+            rows_extracted=report.rows,
+            rows_rejected=report.rejected_count,
+            source=str(path),
+        )
+        if not report.passed:
+            from errors import ValidationFailed
+
+            raise ValidationFailed(
+                f"{report.rejected_count} of {report.rows} rows in {path} break a critical rule"
+            )
+
+    @command
+    def load(self, csv_path: str = "crypto_top_50.csv"):
+        """Validate and load a snapshot CSV into the database, all or nothing.
+
+        Rows that break a critical rule go to rejected_rows; rows already stored are skipped.
+
+        Example: python etl.py load --csv_path=crypto_top_50.csv
+        """
+        from pipeline import load_file
+        from runs import finish_run, start_run, utcnow
+
+        settings = self._config()
+        path = _path("csv_path", csv_path)
+        if not path.is_file():
+            raise InputFileError(
+                f"CSV file {path} does not exist; create it with `python etl.py transform`"
+            )
+        engine = self._db()
+        run_id = start_run(engine, "load", source=str(path))
+        try:
+            result, _ = load_file(engine, path, settings, run_id, utcnow())
+        except BaseException as exc:
+            finish_run(engine, run_id, "failed", error_message=str(exc).splitlines()[0][:2000])
+            raise
+        status = "success" if result.rejected == 0 else "partial"
+        finish_run(
+            engine,
+            run_id,
+            status,
+            rows_extracted=result.rows_in,
+            rows_loaded=result.loaded,
+            rows_rejected=result.rejected,
+            rows_skipped=result.skipped,
+        )
+        print(
+            f"loaded {result.loaded} new rows from {path} ({result.skipped} already stored, "
+            f"{result.rejected} quarantined in rejected_rows); run {run_id}"
+        )
+
+    @command
+    def run(self, top_n: int | None = None, vs_currency=None):
+        """Extract, transform, validate and load one snapshot, recorded as one run.
+
+        Raw payloads are kept in data/raw/ and CSVs in data/processed/ for replay.
+        Example: python etl.py run --top_n=100
+        """
+        summary = self._run_once(top_n, vs_currency)
+        result = summary.result
+        print(
+            f"run {summary.run_id} {summary.status}: {summary.extracted} extracted, "
+            f"{result.loaded} loaded, {result.skipped} already stored, "
+            f"{result.rejected} quarantined"
+        )
+
+    def _run_once(self, top_n, vs_currency, should_stop=lambda: False):
+        from pipeline import run_once
+
+        settings = self._config()
+        top = _positive_int("top_n", top_n, settings.top_n)
+        currency = _currency(vs_currency, settings.vs_currency)
+        engine = self._db()
+        with self._client() as client:
+            return run_once(engine, client, settings, top, currency, should_stop)
+
+    @command
+    def schedule(
+        self,
+        interval_seconds: float = 300,
+        top_n: int | None = None,
+        vs_currency=None,
+        max_runs: int | None = None,
+    ):
+        """Run the pipeline every interval_seconds until stopped (Ctrl-C or SIGTERM).
+
+        A failed run is logged and retried at the next tick; a stop waits for the current step.
+        Example: python etl.py schedule --interval_seconds=300
+        """
+        from pipeline import Cancelled
+        from scheduler import StopFlag, run_every
+
+        self._config()
+        if isinstance(interval_seconds, bool) or not isinstance(interval_seconds, int | float):
+            raise UsageError(f"--interval_seconds must be a number, got {interval_seconds!r}")
+        if interval_seconds <= 0:
+            raise UsageError(f"--interval_seconds must be > 0, got {interval_seconds!r}")
+        if max_runs is not None:
+            max_runs = _positive_int("max_runs", max_runs, 1)
+        stop = StopFlag()
+        stop.install()
+        self._db()
+
+        def job() -> None:
+            try:
+                self._run_once(top_n, vs_currency, should_stop=stop.is_set)
+            except Cancelled:
+                log.info("run cancelled between steps")
+
+        log.info("scheduling a run every %s seconds", interval_seconds)
+        runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)
+        reason = f" ({stop.signal_name})" if stop.signal_name else ""
+        print(f"schedule stopped{reason} after {runs} run(s), {failures} failed")
+
+    @command
+    def init_db(self):
+        """Create or upgrade the database schema (Alembic migrations).
+
+        Example: python etl.py init_db
+        """
+        from db import describe, init_db, make_engine
+
+        engine = make_engine(self._config().database_url)
+        revision = init_db(engine)
+        print(f"schema at revision {revision} in {describe(engine)}")
+
+
+def main() -> None:
+    fire.Fire(CryptoETLPipeline(), name="etl.py")
+
+
+if __name__ == "__main__":
+    main()

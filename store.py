@@ -1,0 +1,336 @@
+"""Loading snapshot tables into the database: the history, the coin list and the quarantine.
+
+A load is one transaction: the new snapshots, the coins they mention and the rejected rows commit
+together or not at all. On PostgreSQL the CSV streams through COPY into a temporary staging table
+(while pandas validates the same file on the other core) and moves over with one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING`; on SQLite the valid rows go in as a batched upsert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from db import first_line
+from errors import DatabaseError, InputFileError
+from models import Coin, MarketSnapshot, RejectedRow
+from transform import (
+    CSV_COLUMNS,
+    NUMERIC_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    read_csv_header,
+    read_snapshot_csv,
+)
+from validation import ValidationReport, validate_snapshots
+
+log = logging.getLogger(__name__)
+SQLITE_BATCH_ROWS = 5000
+COPY_BLOCK_BYTES = 1 << 20
+# Set to "before_commit" by the tests to kill the process just before a load commits.
+FAULT_ENV = "CRYPTO_ETL_FAULT"
+# CSV columns kept in `coins`, not repeated in every snapshot row.
+COIN_ONLY_COLUMNS = ("symbol", "name", "image")
+
+
+@dataclass
+class LoadResult:
+    """What a load did: rows read, newly stored, already stored before, quarantined."""
+
+    rows_in: int
+    loaded: int
+    skipped: int
+    rejected: int
+
+
+def snapshot_column(csv_column: str) -> str:
+    return "coin_id" if csv_column == "id" else csv_column
+
+
+def _pg_type(column: str) -> str:
+    if column in TIMESTAMP_COLUMNS:
+        return "timestamptz"
+    if column in NUMERIC_COLUMNS:
+        return "float8"
+    return "text"
+
+
+def _pg_select(column: str, typed: bool) -> str:
+    """The staging column converted to the target column's type."""
+    ref = f's."{column}"'
+    kind = _pg_type(column)
+    if kind == "text":
+        return f"NULLIF({ref}, '')"
+    if column == "market_cap_rank":
+        return f"{ref}::float8::integer"
+    return ref if typed else f"{ref}::{kind}"
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _rejected_records(
+    frame: pd.DataFrame, report: ValidationReport, run_id: int | None, now: datetime
+) -> list[dict[str, Any]]:
+    rows = frame.loc[report.rejected_rule.index]
+    out = []
+    for label, row in rows.iterrows():
+        raw = {c: _json_value(row[c]) for c in frame.columns}
+        raw_json = json.dumps(raw, default=str, sort_keys=True)
+        coin = raw.get("id")
+        out.append(
+            {
+                "run_id": run_id,
+                "coin_id": None if coin is None else str(coin)[:200],
+                "vs_currency": None if raw.get("vs_currency") is None else str(raw["vs_currency"]),
+                "rule": report.rejected_rule[label],
+                "reason": report.rejected_reason[label],
+                "raw": raw_json,
+                "row_hash": hashlib.sha256(raw_json.encode()).hexdigest(),
+                "rejected_at": now,
+            }
+        )
+    return out
+
+
+def _coin_records(valid: pd.DataFrame) -> list[dict[str, Any]]:
+    if valid.empty:
+        return []
+    ordered = valid.loc[:, ["id", "symbol", "name", "image", "last_updated"]].sort_values(
+        "last_updated", kind="stable"
+    )
+    latest = ordered.groupby("id", sort=True).last()
+    first = ordered.groupby("id", sort=True)["last_updated"].min()
+    return [
+        {
+            "id": coin,
+            "symbol": str(row["symbol"]),
+            "name": str(row["name"]),
+            "image": _json_value(row["image"]),
+            "first_seen_at": first[coin].to_pydatetime(),
+            "last_seen_at": row["last_updated"].to_pydatetime(),
+        }
+        for coin, row in latest.iterrows()
+    ]
+
+
+def quarantine(conn: Connection, records: list[dict[str, Any]]) -> None:
+    """Keep rejected rows; the same row broken by the same rule is kept once, however often it is
+    loaded again."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(RejectedRow).on_conflict_do_nothing(index_elements=["row_hash", "rule"])
+    conn.execute(stmt, records)
+
+
+def upsert_coins(conn: Connection, records: list[dict[str, Any]]) -> None:
+    """Insert new coins; for known ones keep the earliest first sighting and take the newest
+    descriptive fields, so that older data never overwrites newer."""
+    if not records:
+        return
+    dialect = conn.dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Coin)
+    least, greatest = (
+        (func.least, func.greatest) if dialect == "postgresql" else (func.min, func.max)
+    )
+    newer = stmt.excluded.last_seen_at >= Coin.last_seen_at
+    from sqlalchemy import case
+
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Coin.id],
+        set_={
+            "symbol": case((newer, stmt.excluded.symbol), else_=Coin.symbol),
+            "name": case((newer, stmt.excluded.name), else_=Coin.name),
+            "image": case((newer, stmt.excluded.image), else_=Coin.image),
+            "first_seen_at": least(Coin.first_seen_at, stmt.excluded.first_seen_at),
+            "last_seen_at": greatest(Coin.last_seen_at, stmt.excluded.last_seen_at),
+        },
+    )
+    conn.execute(stmt, records)
+
+
+def _maybe_fault(point: str) -> None:
+    if os.environ.get(FAULT_ENV) == point:
+        log.warning("fault injection: killing the process at %s", point)
+        os.kill(os.getpid(), 9)
+
+
+class _CopyThread(threading.Thread):
+    """Streams the CSV file into the staging table while the main thread validates it."""
+
+    def __init__(self, cursor, sql: str, path: Path) -> None:
+        super().__init__(name="copy-staging", daemon=True)
+        self.cursor, self.sql, self.path = cursor, sql, path
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.rows = _copy_file(self.cursor, self.sql, self.path)
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+
+
+def _copy_file(cursor, sql: str, path: Path) -> int:
+    with cursor.copy(sql) as copy, path.open("rb") as fh:
+        while block := fh.read(COPY_BLOCK_BYTES):
+            copy.write(block)
+    return cursor.rowcount
+
+
+def _create_staging(cur, header: list[str], typed: bool) -> str:
+    columns = ", ".join(f'"{c}" {_pg_type(c) if typed else "text"}' for c in header)
+    cur.execute(f"CREATE TEMP TABLE stage_snapshots ({columns}, row_no bigserial) ON COMMIT DROP")
+    quoted = ", ".join(f'"{c}"' for c in header)
+    return f"COPY stage_snapshots ({quoted}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+
+
+def _load_postgresql(
+    conn: Connection, path: Path, header: list[str], validate, run_id: int | None
+) -> tuple[pd.DataFrame, ValidationReport, int]:
+    """COPY into a typed staging table (the database parses while pandas validates); if the file
+    holds values the database cannot parse, stage it as text instead and cast only valid rows."""
+    import psycopg
+
+    raw = conn.connection.driver_connection
+    cur = raw.cursor()
+    cur.execute("SET LOCAL timezone = 'UTC'")
+    cur.execute("SAVEPOINT typed_staging")
+    copier = _CopyThread(raw.cursor(), _create_staging(cur, header, typed=True), path)
+    copier.start()
+    try:
+        frame = read_snapshot_csv(path)
+        report = validate(frame)
+    finally:
+        copier.join()
+    typed, copied = True, copier.rows
+    if isinstance(copier.error, psycopg.DataError):
+        log.info("the file has values PostgreSQL cannot parse; staging it as text")
+        cur.execute("ROLLBACK TO SAVEPOINT typed_staging")
+        typed = False
+        try:
+            copied = _copy_file(cur, _create_staging(cur, header, typed=False), path)
+        except psycopg.DataError as exc:
+            raise InputFileError(f"CSV file {path} is malformed: {first_line(exc)}") from None
+    elif copier.error is not None:
+        raise copier.error
+    if copied != len(frame):
+        raise InputFileError(
+            f"CSV file {path}: the database read {copied} rows but pandas read {len(frame)}; "
+            "the file is malformed"
+        )
+    rejected_positions = frame.index.get_indexer(report.rejected_rule.index) + 1
+    if len(rejected_positions):
+        cur.execute(
+            "DELETE FROM stage_snapshots WHERE row_no = ANY(%s)",
+            ([int(p) for p in rejected_positions],),
+        )
+    stored = [c for c in CSV_COLUMNS if c not in COIN_ONLY_COLUMNS]
+    targets = ", ".join(snapshot_column(c) for c in stored)
+    values = ", ".join(_pg_select(c, typed) for c in stored)
+    cur.execute(
+        f"INSERT INTO market_snapshots ({targets}, run_id) "
+        f"SELECT {values}, %s FROM stage_snapshots s "
+        "ON CONFLICT (coin_id, vs_currency, last_updated) DO NOTHING",
+        (run_id,),
+    )
+    return frame, report, cur.rowcount
+
+
+def _snapshot_records(valid: pd.DataFrame, run_id: int | None) -> list[dict[str, Any]]:
+    body = valid.drop(columns=list(COIN_ONLY_COLUMNS)).rename(columns={"id": "coin_id"})
+    body = body.astype(object).where(body.notna(), None)
+    records = body.to_dict("records")
+    for record in records:
+        record["run_id"] = run_id
+        for col in TIMESTAMP_COLUMNS:
+            value = record.get(col)
+            if value is not None:
+                record[col] = value.to_pydatetime()
+    return records
+
+
+def _load_sqlite(
+    conn: Connection, frame: pd.DataFrame, report: ValidationReport, run_id: int | None
+) -> int:
+    valid = frame[report.valid_mask(frame.index)]
+    stmt = sqlite_insert(MarketSnapshot).on_conflict_do_nothing(
+        index_elements=["coin_id", "vs_currency", "last_updated"]
+    )
+    before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
+    records = _snapshot_records(valid, run_id)
+    for start in range(0, len(records), SQLITE_BATCH_ROWS):
+        conn.execute(stmt, records[start : start + SQLITE_BATCH_ROWS])
+    return conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
+
+
+def load_snapshot_csv(
+    engine: Engine,
+    csv_path: str | Path,
+    run_id: int | None,
+    now: datetime,
+    stale_after: timedelta = timedelta(hours=6),
+    future_tolerance: timedelta = timedelta(minutes=5),
+) -> tuple[LoadResult, ValidationReport]:
+    """Validate a snapshot CSV and load it in one transaction: valid rows into market_snapshots
+    and coins, rows that break a critical rule into rejected_rows."""
+    path = Path(csv_path)
+    if not path.exists():
+        raise InputFileError(
+            f"CSV file {path} does not exist; create it with `python etl.py transform`"
+        )
+    if path.stat().st_size == 0:
+        raise InputFileError(f"CSV file {path} is empty; run `python etl.py transform` again")
+    header = read_csv_header(path)
+
+    def validate(frame: pd.DataFrame) -> ValidationReport:
+        return validate_snapshots(frame, now, stale_after, future_tolerance)
+
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                frame, report, loaded = _load_postgresql(conn, path, header, validate, run_id)
+            else:
+                frame = read_snapshot_csv(path)
+                report = validate(frame)
+                loaded = _load_sqlite(conn, frame, report, run_id)
+            valid = frame[report.valid_mask(frame.index)]
+            upsert_coins(conn, _coin_records(valid))
+            rejects = _rejected_records(frame, report, run_id, now)
+            if rejects:
+                quarantine(conn, rejects)
+            _maybe_fault("before_commit")
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"load failed and was rolled back: {first_line(exc)}") from exc
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("psycopg"):
+            raise DatabaseError(f"load failed and was rolled back: {first_line(exc)}") from exc
+        raise
+    result = LoadResult(
+        rows_in=len(frame),
+        loaded=loaded,
+        skipped=len(valid) - loaded,
+        rejected=report.rejected_count,
+    )
+    return result, report
