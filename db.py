@@ -59,6 +59,16 @@ def alembic_config(engine: Engine):
     return cfg
 
 
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 def init_db(engine: Engine) -> str:
     """Create or upgrade the schema to the newest migration; returns the revision reached."""
     from alembic import command

@@ -17,7 +17,7 @@ from conftest import ADMIN_URL
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import ProgrammingError
 
-from db import init_db, make_engine
+from db import head_revision, init_db, make_engine
 from errors import ConfigError
 
 PASSWORD = "s3cret'with%odd\\chars"
@@ -99,7 +99,7 @@ def migrated_with_role(monkeypatch, new_database, role_name):
     monkeypatch.setenv("API_DB_USER", role_name)
     monkeypatch.setenv("API_DB_PASSWORD", PASSWORD)
     url = new_database()
-    assert migrate(url) == "0002"
+    assert migrate(url) == head_revision()
     owner = create_engine(url)
     now = datetime.now(UTC)
     with owner.begin() as conn:
@@ -180,9 +180,9 @@ def test_existing_role_gets_the_new_password(
 def test_without_the_variables_no_role_is_made(monkeypatch, new_database, admin, role_name):
     monkeypatch.delenv("API_DB_USER", raising=False)
     monkeypatch.delenv("API_DB_PASSWORD", raising=False)
-    assert migrate(new_database()) == "0002"
+    assert migrate(new_database()) == head_revision()
     monkeypatch.setenv("API_DB_USER", role_name)  # a password alone is not enough either
-    assert migrate(new_database()) == "0002"
+    assert migrate(new_database()) == head_revision()
     with admin.connect() as conn:
         found = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role_name})
         assert found.first() is None
@@ -199,4 +199,4 @@ def test_the_migrating_user_cannot_be_the_api_role(monkeypatch, new_database):
 def test_sqlite_ignores_the_role(monkeypatch, tmp_path):
     monkeypatch.setenv("API_DB_USER", "crypto_api")
     monkeypatch.setenv("API_DB_PASSWORD", PASSWORD)
-    assert migrate(f"sqlite:///{tmp_path / 'crypto.db'}") == "0002"
+    assert migrate(f"sqlite:///{tmp_path / 'crypto.db'}") == head_revision()
