@@ -355,7 +355,10 @@ def test_migrate_creates_the_schema_and_the_api_role(new_stack):
     run(stack.env("migrate"), "migrate")
     engine = create_engine(stack.owner_url())
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head_revision()
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            == head_revision()
+        )
         assert count_rows(stack.owner_url(), "market_snapshots") == 0
         may = text("SELECT has_table_privilege(:r, 'market_snapshots', :p)")
         assert conn.execute(may, {"r": stack.role, "p": "SELECT"}).scalar_one() is True
