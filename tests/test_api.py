@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from api import create_app
 from config import Settings
-from db import make_engine
+from db import head_revision, make_engine
 from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
@@ -194,7 +194,7 @@ def test_ready_when_database_answers(client, db_url):
     body = response.json()
     assert body["status"] == "ready"
     assert body["database"] == db_url.split(":")[0]
-    assert body["revision"] == "0002"
+    assert body["revision"] == head_revision()
 
 
 @pytest.mark.parametrize(
