@@ -40,7 +40,7 @@ def seed_market(
     url: str,
     anchor: datetime | None = None,
     history_coins: int = 10,
-    hours: int = 72,
+    hours: int = 240,
     days: int = 60,
 ) -> dict:
     """Fill the database at `url`; the newest snapshot is moved to `anchor` (default: the
@@ -124,37 +124,40 @@ def seed_market(
                     "run_id": None,
                 }
             )
-        daily = _walk(rng, daily_market, beta * 1.0, noise * 6)
+        # Daily backfill before the hourly snapshots, joining them where they begin.
+        daily = _walk(rng, daily_market, beta, noise * 6) * float(hourly[0])
         day0 = anchor.replace(hour=0, minute=0, second=0, microsecond=0)
-        for d in range(1, days + 1):
+        first_hourly = hours // 24 + 1
+        for d in range(first_hourly, days + 1):
+            factor = float(daily[-1 - (d - first_hourly)])
             history.append(
                 dict(
                     coin_id=latest["coin_id"],
                     vs_currency="usd",
                     ts=day0 - timedelta(days=d),
-                    price=latest["current_price"] * float(daily[-1 - d]),
-                    market_cap=(latest["market_cap"] or 0) * float(daily[-1 - d]),
+                    price=latest["current_price"] * factor,
+                    market_cap=(latest["market_cap"] or 0) * factor,
                     total_volume=(latest["total_volume"] or 0) * (0.7 + 0.6 * rng.random()),
                     granularity="1d",
                     run_id=None,
                 )
             )
         if latest["coin_id"] in ("bitcoin", "ethereum"):
-            closes = latest["current_price"] * _walk(rng, rng.normal(0, 0.01, 61), 1.0, 0.004)
-            close_time = anchor.replace(minute=0, second=0, microsecond=0)
-            close_time -= timedelta(hours=close_time.hour % 4)
-            for k in range(60):
-                open_, close = float(closes[k]), float(closes[k + 1])
-                spread = abs(close - open_) + latest["current_price"] * 0.003 * rng.random()
+            # CoinGecko's 4h candles over the hourly path: open, extremes and close of 4 hours.
+            path = latest["current_price"] * hourly
+            for k in range(hours // 4):
+                chunk = path[4 * k : 4 * k + 5]
+                open_, close = float(chunk[0]), float(chunk[-1])
+                wick = latest["current_price"] * 0.002 * rng.random()
                 candles.append(
                     dict(
                         coin_id=latest["coin_id"],
                         vs_currency="usd",
                         interval="4h",
-                        ts=close_time - timedelta(hours=4 * (59 - k)),
+                        ts=latest["last_updated"] - timedelta(hours=hours - 4 * (k + 1)),
                         open=open_,
-                        high=max(open_, close) + spread / 2,
-                        low=min(open_, close) - spread / 2,
+                        high=float(chunk.max()) + wick,
+                        low=float(chunk.min()) - wick,
                         close=close,
                         run_id=None,
                     )
