@@ -178,3 +178,69 @@ def candles_from_snapshots(snapshots: pd.DataFrame) -> pd.DataFrame:
     )
     candles = candles.dropna().astype({name: "float64" for name in CANDLE_COLUMNS[1:]})
     return candles.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def latest_per_coin(snapshots: pd.DataFrame, coin_column: str = "id") -> pd.DataFrame:
+    """The newest row of each coin (by last_updated, then snapshot_at), largest market cap first:
+    what a per-coin chart shows when a table holds many snapshots of the same coins."""
+    if snapshots.empty:
+        return snapshots.reset_index(drop=True)
+    order = [c for c in ("last_updated", "snapshot_at") if c in snapshots]
+    newest = snapshots.sort_values(order, kind="stable").groupby(coin_column, sort=False).tail(1)
+    return newest.sort_values(
+        ["market_cap", coin_column], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)
+
+
+def top_movers(
+    frame: pd.DataFrame, n: int, column: str = "price_change_percentage_24h"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The `n` rows with the largest `column` (gainers, largest first) and the `n` with the
+    smallest (losers, smallest first); a row is never in both, and rows without a value are left
+    out."""
+    known = frame.dropna(subset=[column])
+    gainers = known.nlargest(n, column, keep="first")
+    losers = known.drop(index=gainers.index).nsmallest(n, column, keep="first")
+    return gainers.reset_index(drop=True), losers.reset_index(drop=True)
+
+
+def candle_interval(timestamps: pd.Series, max_candles: int, min_points: int = 4) -> str:
+    """The finest interval whose candles are at most `max_candles` and are made of at least
+    `min_points` price points each (the median candle), else the coarsest: a candle of one point
+    has no body or wick to show."""
+    ones = pd.Series(1, index=pd.DatetimeIndex(timestamps))
+    for name, rule in INTERVAL_RULES.items():
+        counts = ones.resample(rule, label="right", closed="right").count()
+        counts = counts[counts > 0]
+        if len(counts) <= max_candles and counts.median() >= min_points:
+            return name
+    return list(INTERVAL_RULES)[-1]
+
+
+def returns_correlation(
+    points_by_coin: dict[str, pd.DataFrame],
+    intervals: Iterable[str] = ("1d", "4h", "1h", "30m", "5m"),
+    target_observations: int = 20,
+    min_observations: int = 4,
+) -> tuple[str, pd.DataFrame, int] | None:
+    """The correlation of returns over the coarsest interval (from `intervals`, coarse to fine)
+    that puts at least `target_observations` prices on the grid, else the finest; coins with fewer
+    than `min_observations` prices are left out. Returns (interval, matrix, grid points), or None
+    when fewer than two coins have enough prices or no pair shares enough returns."""
+    chosen = None
+    for interval in intervals:
+        wide = wide_prices(points_by_coin, interval)
+        if wide.empty:
+            return None
+        wide = wide.loc[:, wide.count() >= min_observations]
+        chosen = (interval, wide)
+        if len(wide) >= target_observations and wide.shape[1] >= 2:
+            break
+    interval, wide = chosen
+    if wide.shape[1] < 2:
+        return None
+    matrix = correlation_matrix(wide, min_periods=min_observations - 1)
+    off_diagonal = matrix.to_numpy()[~np.eye(len(matrix), dtype=bool)]
+    if np.isnan(off_diagonal).all():
+        return None
+    return interval, matrix, len(wide)

@@ -43,3 +43,7 @@ class DatabaseError(ETLError):
 
 class ValidationFailed(ETLError):
     """A critical data quality rule failed."""
+
+
+class UnknownCoinError(ETLError):
+    """No coin in the data matches the requested id, symbol or name."""

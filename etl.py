@@ -392,6 +392,141 @@ class CryptoETLPipeline:
         reason = f" ({stop.signal_name})" if stop.signal_name else ""
         print(f"schedule stopped{reason} after {runs} run(s), {failures} failed")
 
+    # -- charts ----------------------------------------------------------------------------------
+    def _chart_table(self, csv_path):
+        from chart_inputs import read_chart_csv
+
+        self._config()
+        return read_chart_csv(_path("csv_path", csv_path))
+
+    def _chart_database(self):
+        from chart_inputs import open_database
+
+        return open_database(self._config().database_url)
+
+    @command
+    def visualize(self, csv_path: str = "crypto_top_50.csv", output_dir: str = "charts"):
+        """Draw market share, price, 24h move and market cap vs volume charts of a CSV as PNGs.
+
+        Example: python etl.py visualize --csv_path=crypto_top_50.csv --output_dir=charts
+        """
+        import charts
+
+        table = self._chart_table(csv_path)
+        folder = _path("output_dir", output_dir)
+        latest, currency = table.latest, table.vs_currency
+        source = _csv_source(table)
+        written = [
+            charts.market_share_chart(latest, currency, source, folder / "market_share.png"),
+            charts.price_chart(latest, currency, source, folder / "prices.png"),
+            charts.change_chart(latest, source, folder / "price_change_24h.png"),
+            charts.cap_volume_chart(latest, currency, source, folder / "market_cap_vs_volume.png"),
+        ]
+        for path in written:
+            print(path)
+
+    @command
+    def candlestick(
+        self,
+        csv_path: str = "crypto_top_50.csv",
+        coin_name: str | None = None,
+        save_path: str | None = None,
+    ):
+        """Draw a coin's candles as a PNG, from the database's history or else the CSV's snapshots.
+
+        --coin_name matches a coin id, symbol or name, ignoring case.
+        Example: python etl.py candlestick --coin_name=bitcoin --save_path=bitcoin_candlestick.png
+        """
+        import charts
+        from chart_inputs import coin_candles, find_coin
+
+        if coin_name is None or isinstance(coin_name, bool) or str(coin_name).strip() == "":
+            raise UsageError(
+                "--coin_name needs a coin id, symbol or name, e.g. --coin_name=bitcoin"
+            )
+        table = self._chart_table(csv_path)
+        coin = find_coin(table, str(coin_name))
+        target = _path("save_path", save_path or f"{coin['id']}_candlestick.png")
+        candles = coin_candles(self._chart_database(), table, coin)
+        if candles.frame.empty:
+            raise InputFileError(
+                f"no candles for {coin['id']}: the database has no history of it and its rows in "
+                f"{table.path} lack current_price, price_change_24h, high_24h or low_24h"
+            )
+        label = charts.coin_label(coin)
+        currency = table.vs_currency
+        charts.candlestick_chart(
+            candles.frame, label, currency, candles.source, candles.total, target
+        )
+        shown = len(candles.frame)
+        count = f"{shown}" if shown == candles.total else f"newest {shown} of {candles.total}"
+        log.info("candlestick of %s: %s candles, %s", coin["id"], count, candles.source)
+        print(target)
+
+    @command
+    def correlation(
+        self,
+        csv_path: str = "crypto_top_50.csv",
+        save_path: str = "correlation_plot.png",
+        top_n: int = 10,
+        days: int = 30,
+    ):
+        """Draw a heatmap of return correlations as a PNG (market cap vs volume without history).
+
+        Uses the database's history and the CSV's snapshots of the top_n coins over `days`.
+        Example: python etl.py correlation --csv_path=crypto_top_50.csv --save_path=corr.png
+        """
+        import analytics
+        import charts
+        from chart_inputs import history_points
+
+        top = _positive_int("top_n", top_n, 10)
+        window_days = _positive_int("days", days, 30)
+        if top < 2:
+            raise UsageError("--top_n must be at least 2 for a correlation")
+        table = self._chart_table(csv_path)
+        target = _path("save_path", save_path)
+        latest = table.latest.dropna(subset=["market_cap"]).head(top)
+        points, source = history_points(
+            self._chart_database(), table, list(latest["id"]), window_days
+        )
+        found = analytics.returns_correlation(points)
+        if found is None:
+            log.info("no price history for a correlation: drawing market cap vs 24h volume")
+            charts.cap_volume_chart(
+                table.latest,
+                table.vs_currency,
+                _csv_source(table),
+                target,
+                title="No price history for a correlation: market cap vs 24h volume (log-log)",
+            )
+        else:
+            interval, matrix, observations = found
+            labels_by_id = dict(zip(latest["id"], latest["symbol"].str.upper(), strict=True))
+            coins = [c for c in latest["id"] if c in matrix.columns]
+            start = min(points[c]["ts"].min() for c in coins)
+            end = max(points[c]["ts"].max() for c in coins)
+            window = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+            left_out = len(latest) - len(coins)
+            if left_out:
+                window += f" ({left_out} coins with too little history left out)"
+            log.info(
+                "correlation of %s returns of %d coins from %s",
+                charts.INTERVAL_WORDS[interval],
+                len(coins),
+                source,
+            )
+            charts.correlation_chart(
+                matrix.loc[coins, coins],
+                [labels_by_id[c] for c in coins],
+                interval,
+                observations,
+                window,
+                source,
+                target,
+            )
+        print(target)
+
     @command
     def backfill(self, coins=None, days: int = 90, vs_currency=None, top_n: int | None = None):
         """Fill price_history and ohlc from CoinGecko history: incremental, resumable, fills gaps.
@@ -554,6 +689,13 @@ def _gap_note(engine, gap, price_gaps, servable_from) -> str:
     if coverage and coverage.first <= gap.after and coverage.last >= gap.before and not overlapped:
         return "covered in price_history"
     return "backfill fills it in price_history"
+
+
+def _csv_source(table) -> str:
+    """Where a chart's data comes from, for its subtitle."""
+    when = table.as_of.strftime("%Y-%m-%d %H:%M UTC")
+    snapshots = f"{table.snapshots} snapshots" if table.snapshots > 1 else "1 snapshot"
+    return f"newest of {snapshots} in {table.path.name}, CoinGecko data as of {when}"
 
 
 def main() -> None:

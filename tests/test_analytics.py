@@ -197,3 +197,50 @@ def test_interval_rule():
     assert analytics.interval_rule("4h") == "4h"
     with pytest.raises(ValueError):
         analytics.interval_rule("raw")
+
+
+def test_latest_per_coin_keeps_the_newest_row_largest_first():
+    rows = pd.DataFrame(
+        {
+            "id": ["a", "b", "a", "b"],
+            "last_updated": [
+                ts("2025-01-01"),
+                ts("2025-01-02"),
+                ts("2025-01-03"),
+                ts("2025-01-01"),
+            ],
+            "market_cap": [1.0, 5.0, 9.0, 7.0],
+        }
+    )
+    latest = analytics.latest_per_coin(rows)
+    assert list(latest["id"]) == ["a", "b"]
+    assert list(latest["market_cap"]) == [9.0, 5.0]
+
+
+def test_top_movers_never_lists_a_coin_twice():
+    rows = pd.DataFrame({"id": list("abc"), "price_change_percentage_24h": [3.0, -1.0, None]})
+    gainers, losers = analytics.top_movers(rows, 2)
+    assert list(gainers["id"]) == ["a", "b"]
+    assert losers.empty
+
+
+def test_candle_interval_wants_several_points_per_candle():
+    hourly = pd.Series(pd.date_range("2025-01-01", periods=48, freq="1h", tz="UTC"))
+    assert analytics.candle_interval(hourly, max_candles=120) == "4h"
+    daily = pd.Series(pd.date_range("2025-01-01", periods=60, freq="1D", tz="UTC"))
+    assert analytics.candle_interval(daily, max_candles=120) == "4d"
+
+
+def test_returns_correlation_picks_the_coarsest_interval_with_enough_prices():
+    grid = pd.date_range("2025-01-01", periods=30, freq="1h", tz="UTC")
+    walk = np.cumprod(1 + np.sin(np.arange(30)) / 100)
+    by_coin = {
+        coin: pd.DataFrame(
+            {"ts": grid, "price": walk * k, "market_cap": walk, "total_volume": walk}
+        )
+        for coin, k in (("a", 1.0), ("b", 2.0))
+    }
+    interval, matrix, observations = analytics.returns_correlation(by_coin)
+    assert (interval, observations) == ("1h", 30)
+    assert matrix.loc["a", "b"] == pytest.approx(1.0)
+    assert analytics.returns_correlation({"a": by_coin["a"]}) is None

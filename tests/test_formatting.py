@@ -1,0 +1,26 @@
+"""Numbers as the charts and the dashboard print them."""
+
+from __future__ import annotations
+
+import math
+
+import formatting as fmt
+
+
+def test_money_is_compact_with_its_currency():
+    assert fmt.money(2.227e12, "usd") == "$2.23 T"
+    assert fmt.money(-3e9, "eur") == "-€3 B"
+    assert fmt.money(5e6, "btc") == "5 M BTC"
+    assert fmt.money(None, "usd") == fmt.money(math.nan, "usd") == "–"
+
+
+def test_prices_keep_the_digits_that_matter():
+    assert fmt.price(111688, "usd") == "$111,688"
+    assert fmt.price(2.97, "usd") == "$2.97"
+    assert fmt.price(1.287e-05, "usd") == "$0.00001287"
+
+
+def test_percent_age_and_axis_numbers():
+    assert fmt.percent(-0.86194) == "-0.86 %"
+    assert fmt.age(400) == "7 min" and fmt.age(30) == "30 s" and fmt.age(3 * 86400) == "3.0 days"
+    assert [fmt.axis_number(v) for v in (0.01, 1, 1000)] == ["0.01", "1", "1,000"]
