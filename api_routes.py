@@ -6,6 +6,7 @@ Fixed paths (/cryptos/top10_market_cap, /cryptos/market_cap_vs_volume) are decla
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -41,6 +42,8 @@ from api_schemas import (
     MarketCapVolumeList,
     MarketShare,
     MarketSummary,
+    RejectedRowList,
+    RejectedRowOut,
     Run,
     RunList,
     TableFreshness,
@@ -457,7 +460,9 @@ def list_runs(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200, description="Runs per page")] = 20,
     offset: Offset = 0,
-    status: Annotated[Literal["running", "success", "partial", "failed"] | None, Query()] = None,
+    status: Annotated[
+        Literal["running", "success", "partial", "failed", "cancelled"] | None, Query()
+    ] = None,
     command: Annotated[
         str | None, Query(max_length=50, pattern=PRINTABLE, examples=["run"])
     ] = None,
@@ -487,6 +492,46 @@ def list_runs(
         for run in runs
     ]
     return _json(RunList(data=data, count=count))
+
+
+@router.get(
+    "/rejected_rows",
+    response_model=RejectedRowList,
+    tags=["pipeline"],
+    summary="Quarantined rows",
+)
+def list_rejected_rows(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="Rows per page")] = 50,
+    offset: Offset = 0,
+    run_id: Annotated[int | None, Query(ge=1, le=2**62, description="Only this run's")] = None,
+    rule: Annotated[
+        str | None, Query(max_length=50, pattern=PRINTABLE, examples=["non_negative"])
+    ] = None,
+) -> Response:
+    """Rows that broke a critical data quality rule, newest first, kept whole with the rule."""
+    rows, count = queries.rejected_rows(
+        session, run_id=run_id, rule=rule, limit=limit, offset=offset
+    )
+    data = []
+    for row in rows:
+        try:
+            raw = json.loads(row.raw)
+        except ValueError:
+            raw = {"unparsed": row.raw}
+        data.append(
+            RejectedRowOut(
+                id=row.id,
+                run_id=row.run_id,
+                coin_id=row.coin_id,
+                vs_currency=row.vs_currency,
+                rule=row.rule,
+                reason=row.reason,
+                rejected_at=row.rejected_at,
+                raw=raw if isinstance(raw, dict) else {"value": raw},
+            )
+        )
+    return _json(RejectedRowList(data=data, count=count))
 
 
 @router.get(

@@ -7,7 +7,7 @@ fractions (0.01 is 1 %).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -267,6 +267,22 @@ class Run(BaseModel):
 
 class RunList(BaseModel):
     data: list[Run]
+    count: int
+
+
+class RejectedRowOut(BaseModel):
+    id: int
+    run_id: int | None = None
+    coin_id: str | None = Field(None, examples=["bitcoin"])
+    vs_currency: str | None = Field(None, examples=["usd"])
+    rule: str = Field(examples=["non_negative"], description="The critical rule the row broke")
+    reason: str = Field(examples=["negative price, market cap, volume or supply"])
+    rejected_at: datetime
+    raw: dict[str, Any] = Field(description="The row as it was read, every field")
+
+
+class RejectedRowList(BaseModel):
+    data: list[RejectedRowOut]
     count: int
 
 

@@ -153,5 +153,9 @@ def runs(limit: int = 50) -> dict[str, Any]:
     return fetch("/api/v1/runs", limit=limit)
 
 
+def rejected_rows(limit: int = 50) -> dict[str, Any]:
+    return fetch("/api/v1/rejected_rows", limit=limit)
+
+
 def freshness() -> dict[str, Any]:
     return fetch("/api/v1/freshness")

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import FunctionElement
 
 import analytics
-from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
+from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 SNAPSHOT_COLUMNS = [c for c in MarketSnapshot.__table__.columns]
 # Sort keys of the list endpoint; ties are broken by coin id so pages are stable.
@@ -312,6 +312,33 @@ def recent_runs(
         filters.append(EtlRun.command == command)
     count = session.execute(select(func.count()).select_from(EtlRun).where(*filters)).scalar_one()
     stmt = select(EtlRun).where(*filters).order_by(EtlRun.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt)), count
+
+
+def rejected_rows(
+    session: Session,
+    *,
+    run_id: int | None = None,
+    rule: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[RejectedRow], int]:
+    """Quarantined rows, newest first, with the number matching the filters."""
+    filters = []
+    if run_id is not None:
+        filters.append(RejectedRow.run_id == run_id)
+    if rule:
+        filters.append(RejectedRow.rule == rule)
+    count = session.execute(
+        select(func.count()).select_from(RejectedRow).where(*filters)
+    ).scalar_one()
+    stmt = (
+        select(RejectedRow)
+        .where(*filters)
+        .order_by(RejectedRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     return list(session.scalars(stmt)), count
 
 

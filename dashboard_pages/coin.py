@@ -101,7 +101,9 @@ if len(points) < 2:
         icon=":material/info:",
     )
 else:
-    averages = pd.DataFrame(list(points["moving_averages"]), index=points.index)
+    # One ma_<N> column per moving-average window the API computed.
+    windows = sorted(int(c[3:]) for c in points.columns if c.startswith("ma_") and c[3:].isdigit())
+    averages = pd.DataFrame({str(n): points[f"ma_{n}"] for n in windows}, index=points.index)
     price = go.Figure()
     price.add_trace(
         go.Scatter(x=points["ts"], y=points["price"], name="Price", line={"color": "#3b75af"})

@@ -15,6 +15,7 @@ RUNS = 50
 st.title("Pipeline health")
 runs_body = load(api.runs, limit=RUNS)
 fresh_body = load(api.freshness)
+rejected_body = load(api.rejected_rows, limit=RUNS)
 
 # -- freshness ------------------------------------------------------------------------------------
 tables = frame(fresh_body["data"], times=("newest",))
@@ -138,28 +139,27 @@ else:
     )
 
     st.subheader("Rejected rows")
-    rejected = runs[runs["rows_rejected"] > 0]
+    rejected = frame(rejected_body["data"], times=("rejected_at",))
     if rejected.empty:
-        st.success(
-            f"No row was quarantined in the last {len(runs)} runs.", icon=":material/check_circle:"
-        )
+        st.success("No row has been quarantined.", icon=":material/check_circle:")
     else:
+        st.caption(
+            f"{rejected_body['count']} quarantined row(s) in all, the newest {len(rejected)} "
+            "below; each is kept whole, with the rule it broke, in the `rejected_rows` table."
+        )
         st.dataframe(
-            rejected[["id", "started_at", "rows_rejected", "rows_loaded"]],
+            rejected[["rejected_at", "run_id", "coin_id", "rule", "reason"]],
             column_config={
-                "id": st.column_config.NumberColumn("Run", format="%d"),
-                "started_at": st.column_config.DatetimeColumn(
-                    "Started (UTC)", format="YYYY-MM-DD HH:mm"
+                "rejected_at": st.column_config.DatetimeColumn(
+                    "Rejected (UTC)", format="YYYY-MM-DD HH:mm"
                 ),
-                "rows_rejected": "Rows quarantined",
-                "rows_loaded": "Rows loaded",
+                "run_id": st.column_config.NumberColumn("Run", format="%d"),
+                "coin_id": "Coin",
+                "rule": "Rule broken",
+                "reason": st.column_config.TextColumn("Reason", width="large"),
             },
             hide_index=True,
             width="stretch",
-        )
-        st.caption(
-            "Quarantined rows are kept whole, with the rule they broke, in the `rejected_rows` "
-            "table (`python etl.py validate` explains each rule)."
         )
 
 st.subheader("Freshness by table")

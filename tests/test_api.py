@@ -28,7 +28,7 @@ from api import create_app
 from config import Settings, load_settings
 from db import head_revision, make_engine
 from errors import ConfigError
-from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
+from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
 BTC_UPDATED = datetime(2023, 7, 28, 20, 3, 29, 93000, tzinfo=UTC)
@@ -490,6 +490,41 @@ def test_runs_newest_first_with_filters(client):
     assert_error(
         client.get("/api/v1/runs", params={"status": "done"}), 422, "validation_error", "status"
     )
+
+
+def test_rejected_rows_newest_first_with_filters(seeded_url):
+    engine = make_engine(seeded_url)
+    with engine.begin() as conn:
+        for i, rule in enumerate(("non_negative", "high_low", "non_negative")):
+            raw = {"id": f"coin-{i}", "current_price": -1}
+            conn.execute(
+                insert(RejectedRow).values(
+                    run_id=1 + (i == 2),
+                    coin_id=f"coin-{i}",
+                    vs_currency="usd",
+                    rule=rule,
+                    reason=f"reason {i}",
+                    raw=json.dumps(raw),
+                    row_hash=f"{i:064d}",
+                    rejected_at=FETCHED_AT,
+                )
+            )
+    engine.dispose()
+    with _client(seeded_url) as client:
+        body = client.get("/api/v1/rejected_rows").json()
+        assert body["count"] == 3
+        assert [row["coin_id"] for row in body["data"]] == ["coin-2", "coin-1", "coin-0"]
+        assert body["data"][0]["raw"] == {"id": "coin-2", "current_price": -1}
+        only = client.get("/api/v1/rejected_rows", params={"run_id": 2}).json()
+        assert [row["coin_id"] for row in only["data"]] == ["coin-2"]
+        rule = client.get("/api/v1/rejected_rows", params={"rule": "high_low"}).json()
+        assert rule["count"] == 1 and rule["data"][0]["reason"] == "reason 1"
+        assert_error(
+            client.get("/api/v1/rejected_rows", params={"limit": 0}),
+            422,
+            "validation_error",
+            "limit",
+        )
 
 
 def test_freshness_reports_age_per_table(client):
