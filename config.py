@@ -67,16 +67,18 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    expected = "a number >= 0" if allow_zero else "a positive number"
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+        raise ConfigError(f"{name} must be {expected}, got {raw!r}") from None
+    too_small = value < 0 if allow_zero else not value > 0
+    if too_small or value != value or value == float("inf"):
+        raise ConfigError(f"{name} must be {expected}, got {raw!r}")
     return value
 
 
@@ -151,7 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         api_key=env.get("API_KEY", "").strip() or None,
         cors_origins=_origins(env),
         expected_cadence_seconds=_int(env, "ETL_INTERVAL_SECONDS", 300),
-        api_cache_check_seconds=_seconds(env, "API_CACHE_CHECK_SECONDS", 1.0),
+        api_cache_check_seconds=_float(env, "API_CACHE_CHECK_SECONDS", 1.0, allow_zero=True),
     )
 
 
@@ -166,16 +168,3 @@ def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
                 f"or *, got {origin!r}"
             )
     return origins
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds >= 0, got {raw!r}") from None
-    if not 0 <= value < float("inf"):
-        raise ConfigError(f"{name} must be a number of seconds >= 0, got {raw!r}")
-    return value
