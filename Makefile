@@ -17,7 +17,7 @@ demo: setup  ## set up, then run the pipeline once on the embedded SQLite databa
 	$(PY) etl.py run
 
 demo-offline: setup  ## no internet: the same, against a local fake CoinGecko serving recorded data
-	$(PY) tests/fake_coingecko.py --port 8765 & pid=$$!; sleep 1; \
+	$(PY) tests/fake_coingecko.py --port 8765 & pid=$$!; $(PY) tests/fake_coingecko.py --port 8765 --wait; \
 	COINGECKO_BASE_URL=http://127.0.0.1:8765/api/v3 COINGECKO_CALLS_PER_MINUTE=600 $(PY) etl.py run; \
 	rc=$$?; kill $$pid; exit $$rc
 

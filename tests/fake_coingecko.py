@@ -210,19 +210,40 @@ def main() -> None:
     COINGECKO_BASE_URL=http://127.0.0.1:8765/api/v3 python etl.py run
     """
     import argparse
+    import sys
     import time
     from datetime import UTC, datetime
     from pathlib import Path
 
     parser = argparse.ArgumentParser(description="A local fake of the CoinGecko API v3")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--wait", action="store_true", help="only wait (up to 30 s) until a fake answers on --port"
+    )
     args = parser.parse_args()
+    if args.wait:
+        import socket
+
+        for _ in range(150):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise SystemExit(f"no fake CoinGecko answered on port {args.port}")
     data = Path(__file__).resolve().parent / "data"
     rows = json.loads((data / "coins_markets_usd_250.json").read_text())
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     for row in rows:  # recorded in 2023: present them as fresh
         row["last_updated"] = now
-    fake = FakeCoinGecko(rows, port=args.port).start()
+    fake = FakeCoinGecko(rows, port=args.port)
+    # Synthesised history for the 25 largest coins, so backfill, candles and charts have data.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from history_data import serve_history
+
+    bitcoin = rows[0]["current_price"]
+    scales = {row["id"]: row["current_price"] / bitcoin for row in rows[:25]}
+    serve_history(fake, scales, days=100, now=datetime.now(UTC).replace(second=0, microsecond=0))
+    fake.start()
     print(f"fake CoinGecko at {fake.url}", flush=True)
     try:
         while True:
