@@ -69,3 +69,20 @@ def etl_runner(cwd: Path, env: dict[str, str]):
     run.env = env
     run.cwd = cwd
     return run
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """Run one statement on a fresh engine; the rows it returns, if any."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def scalar(url: str, sql: str):
+    return query(url, sql)[0][0]

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 from fake_coingecko import FakeCoinGecko
-from helpers import TOP50_FETCHED_AT, etl_env, etl_runner, market_rows, shifted
+from helpers import TOP50_FETCHED_AT, etl_env, etl_runner, market_rows, query, shifted
 from history_data import NOW, serve_history
-from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "etl.py")
@@ -47,16 +46,6 @@ def cli(tmp_path, fake, db_url):
     run = etl_runner(tmp_path, env)
     run.db_url = db_url
     return run
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(sql))
-            return [tuple(r) for r in result] if result.returns_rows else []
-    finally:
-        engine.dispose()
 
 
 def counts(url: str) -> dict[str, list[tuple]]:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from fake_coingecko import FakeCoinGecko
-from helpers import etl_env, etl_runner, market_rows, shifted
-from sqlalchemy import create_engine, text
+from helpers import etl_env, etl_runner, market_rows, query, scalar, shifted
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "etl.py")
@@ -44,19 +43,6 @@ def cli(tmp_path, fake, db_url):
     run = etl_runner(tmp_path, env)
     run.db_url = db_url
     return run
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
-def scalar(url: str, sql: str):
-    return query(url, sql)[0][0]
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
