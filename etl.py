@@ -379,13 +379,27 @@ class CryptoETLPipeline:
             max_runs = _positive_int("max_runs", max_runs, 1)
         stop = StopFlag()
         stop.install()
-        self._db()
+        engine = self._db()
 
         def job() -> None:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            from db import describe, first_line
+            from errors import DatabaseError
+            from runs import close_abandoned_runs
+
             try:
+                # Runs a database outage left open are closed first, once it answers again.
+                abandoned = close_abandoned_runs(engine)
+                if abandoned:
+                    log.warning("run(s) %s, cut off by the database, recorded as failed", abandoned)
                 self._run_once(top_n, vs_currency, should_stop=stop.is_set)
             except Cancelled:
                 log.info("run cancelled between steps")
+            except SQLAlchemyError as exc:
+                raise DatabaseError(
+                    f"database unavailable at {describe(engine)}: {first_line(exc)}"
+                ) from exc
 
         log.info("scheduling a run every %s seconds", interval_seconds)
         runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)

@@ -9,9 +9,17 @@ from sqlalchemy import Engine, update
 
 from models import EtlRun
 
+# Runs this process opened and has not closed yet, by database. A run whose closing failed (the
+# database went away mid-run) stays here until `close_abandoned_runs` records it as failed.
+_open_runs: dict[str, set[int]] = {}
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _database(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def start_run(
@@ -32,7 +40,9 @@ def start_run(
                 rows_skipped=0,
             )
         )
-        return int(result.inserted_primary_key[0])
+        run_id = int(result.inserted_primary_key[0])
+    _open_runs.setdefault(_database(engine), set()).add(run_id)
+    return run_id
 
 
 def finish_run(engine: Engine, run_id: int, status: str, **counts: int | str | None) -> None:
@@ -44,3 +54,25 @@ def finish_run(engine: Engine, run_id: int, status: str, **counts: int | str | N
             .where(EtlRun.id == run_id)
             .values(status=status, finished_at=utcnow(), **values)
         )
+    _open_runs.get(_database(engine), set()).discard(run_id)
+
+
+def close_abandoned_runs(engine: Engine) -> list[int]:
+    """Record as failed the runs this process opened and could not close, e.g. because the
+    database restarted mid-run, so that none stays `running`. Call it between runs (the
+    scheduler does, before each run); returns their ids."""
+    abandoned = sorted(_open_runs.get(_database(engine), ()))
+    if abandoned:
+        finished = utcnow()
+        with engine.begin() as conn:
+            conn.execute(
+                update(EtlRun)
+                .where(EtlRun.id.in_(abandoned), EtlRun.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=finished,
+                    error_message="the database connection was lost before the run was closed",
+                )
+            )
+        _open_runs[_database(engine)].difference_update(abandoned)
+    return abandoned

@@ -60,7 +60,8 @@ def run_every(
             job()
         except Exception as exc:  # a failed run must not end the schedule
             failures += 1
-            log.error("scheduled run %d failed: %s; retrying at the next tick", runs, exc)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.error("scheduled run %d failed: %s; retrying at the next tick", runs, message)
         if max_runs is not None and runs >= max_runs:
             break
         next_tick += interval_seconds

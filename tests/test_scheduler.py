@@ -139,6 +139,31 @@ def test_failed_run_is_logged_and_the_schedule_goes_on(clock, caplog):
     assert "boom in run 2" in errors[0].getMessage()
 
 
+def test_a_failed_run_is_logged_on_one_line(clock, caplog):
+    """Driver errors span lines (psycopg adds hints, SQLAlchemy a link): only the first is kept."""
+    caplog.set_level(logging.INFO, logger="scheduler")
+
+    def job() -> None:
+        raise RuntimeError("connection failed: server closed\n\tIs the server running?\n(link)")
+
+    assert run_every(job, 10, FakeStop(clock), max_runs=2, clock=clock) == (2, 2)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"scheduled run {n} failed: connection failed: server closed; retrying at the next tick"
+        for n in (1, 2)
+    ]
+
+
+def test_a_failure_without_a_message_is_named_by_its_type(clock, caplog):
+    caplog.set_level(logging.INFO, logger="scheduler")
+
+    def job() -> None:
+        raise TimeoutError()
+
+    run_every(job, 10, FakeStop(clock), max_runs=1, clock=clock)
+    assert "scheduled run 1 failed: TimeoutError;" in caplog.records[-1].getMessage()
+
+
 def test_every_run_failing_still_keeps_the_cadence(clock, caplog):
     caplog.set_level(logging.INFO, logger="scheduler")
     job = FakeJob(clock, durations=[3], failing={1, 2, 3})
