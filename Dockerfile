@@ -1,8 +1,11 @@
 # One image for the whole product: the container's first argument picks the role
 # (migrate, app, api, dashboard; see docker/entrypoint.sh), or runs a command as given.
+# PYTHON_IMAGE picks the base; the tests pass a stand-in built from Debian packages, because no
+# registry is reachable on their machines (docker/standin/). Users keep the default.
+ARG PYTHON_IMAGE=python:3.12-slim
 
 # Build stage: install the pinned runtime requirements into a virtualenv.
-FROM python:3.12-slim AS builder
+FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -10,16 +13,18 @@ COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --requirement /tmp/requirements.txt
 
 # Runtime stage: the virtualenv and the code, no build tools, no pip cache, run as a plain user.
-FROM python:3.12-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PAGER=cat \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     STREAMLIT_SERVER_HEADLESS=true
-# uid 1000 owns ./data on most Linux hosts, so files the pipeline writes there stay editable.
+# The image's plain user. Compose's app service starts as root only for docker/drop-root.sh,
+# which becomes the owner of the mounted ./data (see there); everything else runs as `app`.
 RUN groupadd --gid 1000 app \
-    && useradd --uid 1000 --gid app --create-home --shell /usr/sbin/nologin app
+    && useradd --uid 1000 --gid app --create-home --shell /usr/sbin/nologin app \
+    && command -v setpriv
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 # The code stays owned by root (read-only for the app); only data/ is writable.
@@ -27,5 +32,5 @@ COPY . .
 RUN mkdir -p /app/data && chown app:app /app/data
 USER app
 EXPOSE 8000 8501
-ENTRYPOINT ["/bin/sh", "/app/docker/entrypoint.sh"]
+ENTRYPOINT ["/bin/sh", "/app/docker/drop-root.sh", "/bin/sh", "/app/docker/entrypoint.sh"]
 CMD ["app"]
