@@ -1,14 +1,17 @@
-"""docker-compose.yml and .env.example, checked statically (there is no Docker engine here).
+"""docker-compose.yml and .env.example, checked statically (tests/test_compose_engine.py runs the
+stack on a real engine with docker-compose 1.29 and checks the file with Compose v2).
 
-The file must be valid against the Compose Specification JSON schema and follow our own rules:
-the services, their ports, healthchecks and start order, settings only from .env, every variable
-documented, no secret with a default, and the API logged in as the read-only role.
+The file must be valid against the Compose Specification JSON schema, use no key that
+docker-compose 1.29 refuses, and follow our own rules: the services, their ports, healthchecks and
+start order, settings only from .env, every variable documented, no secret with a default, no
+warning for an unset optional variable, and the API logged in as the read-only role.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -189,10 +192,33 @@ def test_app_schedules_restarts_on_failure_and_writes_to_data():
     assert compose()["services"]["migrate"]["restart"] == "no"
 
 
-def test_no_service_runs_as_root():
-    for name, service in compose()["services"].items():
-        user = str(service.get("user", ""))
-        assert user.split(":")[0] not in ("0", "root"), name
+def test_only_app_starts_as_root_and_only_to_drop_it():
+    """`app` writes into the bind mount ./data as the user who owns it (docker/drop-root.sh);
+    every other service runs as the image's plain user from the start."""
+    services = compose()["services"]
+    assert services["app"]["user"] == "root"
+    for name, service in services.items():
+        if name != "app":
+            assert "user" not in service, name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"/app/docker/drop-root.sh", "/bin/sh", "/app/docker/entrypoint.sh"' in dockerfile
+    assert "\nUSER app\n" in dockerfile
+    environment = service_environment("app", sample_env(APP_UID="4321", APP_GID="4322"))
+    assert (environment["APP_UID"], environment["APP_GID"]) == ("4321", "4322")
+    unset = service_environment("app")
+    assert (unset["APP_UID"], unset["APP_GID"]) == ("", "")
+
+
+def test_a_clone_has_a_data_folder_owned_by_whoever_cloned():
+    """git creates ./data on clone (data/.gitkeep), so the engine never creates it as root."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "data/.gitkeep"], cwd=ROOT, capture_output=True
+    )
+    assert tracked.returncode == 0, "data/.gitkeep must be committed"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "data/.gitkeep"], cwd=ROOT)
+    assert ignored.returncode == 1, "data/.gitkeep must not be ignored"
+    written = subprocess.run(["git", "check-ignore", "-q", "data/raw/x.json"], cwd=ROOT)
+    assert written.returncode == 0, "what the pipeline writes stays out of git"
 
 
 def test_dashboard_reaches_the_api_by_service_name():
@@ -212,12 +238,40 @@ def test_every_compose_variable_is_documented_in_env_example():
 def test_no_secret_has_a_default_value():
     for name, op, arg in compose_references():
         if is_secret(name):
-            assert op in (None, ":?", "?"), f"${{{name}{op}{arg}}} gives a secret a default"
+            # Required (:?), or optional with an empty default (:-): never a value in the file.
+            assert op in (":?", "?") or (op == ":-" and arg == ""), f"${{{name}{op}{arg}}}"
     # Nor is any secret written into the file itself: secret settings come from a reference.
     for service, spec in raw_compose()["services"].items():
         for key, value in (spec.get("environment") or {}).items():
             if is_secret(key):
-                assert re.fullmatch(r"\$\{\w+(:?\?[^}]*)?\}", str(value)), f"{service}.{key}"
+                assert re.fullmatch(r"\$\{\w+(:?\?[^}]*|:-)?\}", str(value)), f"{service}.{key}"
+
+
+def test_no_warning_for_an_unset_optional_variable():
+    """A bare ${VAR} makes compose warn 'The VAR variable is not set' on every command."""
+    bare = sorted({name for name, op, _ in compose_references() if op is None})
+    assert not bare, f"give these a default or mark them required: {bare}"
+
+
+def test_only_keys_docker_compose_1_29_knows():
+    """Compose 1.29 (Debian's and Ubuntu's docker-compose) refuses a top-level `name:`, and any
+    top-level key the Compose Specification added after it."""
+    document = raw_compose()
+    known = {"services", "volumes", "networks", "secrets", "configs"}
+    extra = {key for key in document if key not in known and not key.startswith("x-")}
+    assert not extra, f"docker-compose 1.29 refuses: {sorted(extra)}"
+
+
+def test_base_images_can_be_replaced_and_default_to_the_official_ones():
+    for env in (sample_env(), {"POSTGRES_PASSWORD": "p", "API_DB_PASSWORD": "q"}):
+        services = compose(env)["services"]
+        assert services["db"]["image"] == "postgres:15"
+        for name in PYTHON_SERVICES:
+            assert services[name]["build"]["args"] == {"PYTHON_IMAGE": "python:3.12-slim"}
+    stand_ins = sample_env(PYTHON_IMAGE="example/python:x", POSTGRES_IMAGE="example/pg:y")
+    services = compose(stand_ins)["services"]
+    assert services["db"]["image"] == "example/pg:y"
+    assert services["app"]["build"]["args"]["PYTHON_IMAGE"] == "example/python:x"
 
 
 @pytest.mark.parametrize("missing", ["POSTGRES_PASSWORD", "API_DB_PASSWORD"])
@@ -292,6 +346,10 @@ def test_every_variable_the_code_reads_is_in_env_example():
         "API_DB_PASSWORD",
         "API_PORT",
         "DASHBOARD_PORT",
+        "APP_UID",
+        "APP_GID",
+        "PYTHON_IMAGE",
+        "POSTGRES_IMAGE",
     }
     assert not expected - documented
 
