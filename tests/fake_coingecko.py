@@ -42,7 +42,9 @@ def history_limit_body() -> dict[str, Any]:
 
 
 class FakeCoinGecko:
-    def __init__(self, markets: list[dict[str, Any]] | None = None, port: int = 0) -> None:
+    def __init__(
+        self, markets: list[dict[str, Any]] | None = None, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self.markets: list[dict[str, Any]] = list(markets or [])
         self.charts: dict[str, dict[str, list]] = {}  # coin -> {prices, market_caps, total_volumes}
         self.ohlc: dict[str, list[list]] = {}  # coin -> [[ms, o, h, l, c], ...] (finest data)
@@ -53,7 +55,7 @@ class FakeCoinGecko:
         self.now: datetime | None = None  # set: emulate CoinGecko's history rules at this time
         self.keyless_history_days = 365
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server = ThreadingHTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -218,6 +220,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A local fake of the CoinGecko API v3")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"
+    )
+    parser.add_argument(
         "--wait", action="store_true", help="only wait (up to 30 s) until a fake answers on --port"
     )
     args = parser.parse_args()
@@ -235,7 +240,7 @@ def main() -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     for row in rows:  # recorded in 2023: present them as fresh
         row["last_updated"] = now
-    fake = FakeCoinGecko(rows, port=args.port)
+    fake = FakeCoinGecko(rows, port=args.port, host=args.host)
     # Synthesised history for the 25 largest coins, so backfill, candles and charts have data.
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from history_data import serve_history
