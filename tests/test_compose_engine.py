@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
-from standin_images import ensure_standin_images
+from standin_images import ensure_standin_images, image_exists, image_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_V1 = shutil.which("docker-compose", path="/usr/bin:/usr/local/bin") or "docker-compose"
@@ -68,6 +68,9 @@ def _missing() -> str | None:
         return f"no Docker engine answers: {version.stderr.strip()[:300]}"
     if shutil.which(COMPOSE_V1) is None:
         return "no docker-compose (Debian package docker-compose)"
+    tags = image_tags()
+    if shutil.which("debootstrap") is None and not all(map(image_exists, tags.values())):
+        return "no debootstrap to build the stand-in base images (Debian package debootstrap)"
     return None
 
 
