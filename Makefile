@@ -5,10 +5,13 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo demo-offline run test lint format clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The pinned requirements first, then the package itself, editable and without its own (looser)
+# dependency ranges, so that what runs is exactly what requirements*.txt pin.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
 setup: $(VENV)/.installed

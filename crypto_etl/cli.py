@@ -17,8 +17,8 @@ from pathlib import Path
 
 import fire
 
-from config import Settings, load_settings
-from errors import ETLError, InputFileError
+from crypto_etl.errors import ETLError, InputFileError
+from crypto_etl.settings import Settings, load_settings
 
 log = logging.getLogger("etl")
 USAGE_EXIT = 2
@@ -176,21 +176,21 @@ class CryptoETLPipeline:
 
     def _db(self):
         if self._engine is None:
-            from db import init_db, make_engine
+            from crypto_etl.storage.engine import init_db, make_engine
 
             self._engine = make_engine(self._config().database_url)
             init_db(self._engine)
         return self._engine
 
     def _client(self):
-        from coingecko import CoinGeckoClient
+        from crypto_etl.coingecko.client import CoinGeckoClient
 
         return CoinGeckoClient(self._config())
 
     def _record(self, command_name: str, **fields):
         """Journal a single step in etl_runs; a step that does not need the database still
         works when the database is unreachable (the failure to record is logged)."""
-        from runs import finish_run, start_run
+        from crypto_etl.storage.runs import finish_run, start_run
 
         try:
             engine = self._db()
@@ -206,8 +206,8 @@ class CryptoETLPipeline:
 
         Example: python etl.py extract --save_path=raw.json --top_n=50 --vs_currency=usd
         """
-        from pipeline import save_raw
-        from runs import utcnow
+        from crypto_etl.pipeline.snapshot import save_raw
+        from crypto_etl.storage.runs import utcnow
 
         settings = self._config()
         path = _path("save_path", save_path)
@@ -231,7 +231,7 @@ class CryptoETLPipeline:
 
         Example: python etl.py transform --input_path=raw.json --output_path=crypto_top_50.csv
         """
-        from pipeline import transform_file
+        from crypto_etl.pipeline.snapshot import transform_file
 
         settings = self._config()
         source = _path("input_path", input_path)
@@ -257,8 +257,8 @@ class CryptoETLPipeline:
 
         Example: python etl.py validate --csv_path=crypto_top_50.csv
         """
-        from pipeline import validate_file
-        from runs import utcnow
+        from crypto_etl.pipeline.snapshot import validate_file
+        from crypto_etl.storage.runs import utcnow
 
         settings = self._config()
         path = _path("csv_path", csv_path)
@@ -272,7 +272,7 @@ class CryptoETLPipeline:
             source=str(path),
         )
         if not report.passed:
-            from errors import ValidationFailed
+            from crypto_etl.errors import ValidationFailed
 
             raise ValidationFailed(
                 f"{report.rejected_count} of {report.rows} rows in {path} break a critical rule"
@@ -286,8 +286,8 @@ class CryptoETLPipeline:
 
         Example: python etl.py load --csv_path=crypto_top_50.csv
         """
-        from pipeline import load_file
-        from runs import finish_run, start_run, utcnow
+        from crypto_etl.pipeline.snapshot import load_file
+        from crypto_etl.storage.runs import finish_run, start_run, utcnow
 
         settings = self._config()
         path = _path("csv_path", csv_path)
@@ -335,7 +335,7 @@ class CryptoETLPipeline:
             print(self._ohlc_note)
 
     def _run_once(self, top_n, vs_currency, should_stop=lambda: False):
-        from pipeline import run_once
+        from crypto_etl.pipeline.snapshot import run_once
 
         settings = self._config()
         top = _positive_int("top_n", top_n, settings.top_n)
@@ -367,8 +367,8 @@ class CryptoETLPipeline:
         A failed run is logged and retried at the next tick; a stop waits for the current step.
         Example: python etl.py schedule --interval_seconds=300
         """
-        from pipeline import Cancelled
-        from scheduler import StopFlag, run_every
+        from crypto_etl.pipeline.scheduler import StopFlag, run_every
+        from crypto_etl.pipeline.snapshot import Cancelled
 
         self._config()
         if isinstance(interval_seconds, bool) or not isinstance(interval_seconds, int | float):
@@ -394,13 +394,13 @@ class CryptoETLPipeline:
 
     # -- charts ----------------------------------------------------------------------------------
     def _chart_table(self, csv_path):
-        from chart_inputs import read_chart_csv
+        from crypto_etl.reports.inputs import read_chart_csv
 
         self._config()
         return read_chart_csv(_path("csv_path", csv_path))
 
     def _chart_database(self):
-        from chart_inputs import open_database
+        from crypto_etl.reports.inputs import open_database
 
         return open_database(self._config().database_url)
 
@@ -410,7 +410,7 @@ class CryptoETLPipeline:
 
         Example: python etl.py visualize --csv_path=crypto_top_50.csv --output_dir=charts
         """
-        import charts
+        from crypto_etl.reports import charts
 
         table = self._chart_table(csv_path)
         folder = _path("output_dir", output_dir)
@@ -437,8 +437,8 @@ class CryptoETLPipeline:
         --coin_name matches a coin id, symbol or name, ignoring case.
         Example: python etl.py candlestick --coin_name=bitcoin --save_path=bitcoin_candlestick.png
         """
-        import charts
-        from chart_inputs import coin_candles, find_coin
+        from crypto_etl.reports import charts
+        from crypto_etl.reports.inputs import coin_candles, find_coin
 
         if coin_name is None or isinstance(coin_name, bool) or str(coin_name).strip() == "":
             raise UsageError(
@@ -476,9 +476,9 @@ class CryptoETLPipeline:
         Uses the database's history and the CSV's snapshots of the top_n coins over `days`.
         Example: python etl.py correlation --csv_path=crypto_top_50.csv --save_path=corr.png
         """
-        import analytics
-        import charts
-        from chart_inputs import history_points
+        from crypto_etl.analytics import series as analytics
+        from crypto_etl.reports import charts
+        from crypto_etl.reports.inputs import history_points
 
         top = _positive_int("top_n", top_n, 10)
         window_days = _positive_int("days", days, 30)
@@ -537,7 +537,7 @@ class CryptoETLPipeline:
         listed at the end and the exit status is 1; the others are stored. Run it again to resume.
         Example: python etl.py backfill --coins=bitcoin,ethereum --days=90 --vs_currency=usd
         """
-        from history import backfill, backfill_start, history_now
+        from crypto_etl.pipeline.backfill import backfill, backfill_start, history_now
 
         settings = self._config()
         days = _positive_int("days", days, 90)
@@ -598,8 +598,13 @@ class CryptoETLPipeline:
         again; backfill fills price_history for that time).
         Example: python etl.py gaps --coins=bitcoin,ethereum --days=30
         """
-        from gaps import DEFAULT_SNAPSHOT_INTERVAL_SECONDS, GAP_TABLES, find_gaps, format_gaps
-        from history import backfill_start, history_now
+        from crypto_etl.pipeline.backfill import backfill_start, history_now
+        from crypto_etl.storage.gaps import (
+            DEFAULT_SNAPSHOT_INTERVAL_SECONDS,
+            GAP_TABLES,
+            find_gaps,
+            format_gaps,
+        )
 
         settings = self._config()
         ids = _coin_ids(coins)
@@ -643,7 +648,7 @@ class CryptoETLPipeline:
 
         Example: python etl.py init_db
         """
-        from db import describe, init_db, make_engine
+        from crypto_etl.storage.engine import describe, init_db, make_engine
 
         engine = make_engine(self._config().database_url)
         revision = init_db(engine)
@@ -653,7 +658,7 @@ class CryptoETLPipeline:
 def _keep_ohlc_current(engine, client, settings, currency, should_stop) -> str | None:
     """After a snapshot run: bring candles of the top OHLC_TOP_N coins up to date. A failure
     here is logged and recorded in its own `ohlc` run; it never fails the snapshot run."""
-    from history import history_now, refresh_ohlc
+    from crypto_etl.pipeline.backfill import history_now, refresh_ohlc
 
     try:
         report = refresh_ohlc(engine, client, settings, currency, history_now(), should_stop)
@@ -675,7 +680,7 @@ def _keep_ohlc_current(engine, client, settings, currency, should_stop) -> str |
 
 def _gap_note(engine, gap, price_gaps, servable_from) -> str:
     """What backfill can do about a gap: CoinGecko serves price history back to `servable_from`."""
-    from history_store import price_coverage
+    from crypto_etl.storage.history import price_coverage
 
     if gap.before <= servable_from:
         return "older than the plan serves (365 days)"

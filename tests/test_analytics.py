@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
-import analytics
+from crypto_etl.analytics import series as analytics
 
 
 def ts(text: str) -> pd.Timestamp:

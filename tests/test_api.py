@@ -24,11 +24,11 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from api import create_app
-from config import Settings, load_settings
-from db import head_revision, make_engine
-from errors import ConfigError
-from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
+from crypto_etl.api.app import create_app
+from crypto_etl.errors import ConfigError
+from crypto_etl.settings import Settings, load_settings
+from crypto_etl.storage.engine import head_revision, make_engine
+from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
 BTC_UPDATED = datetime(2023, 7, 28, 20, 3, 29, 93000, tzinfo=UTC)
@@ -573,7 +573,7 @@ def test_unknown_route_and_method_use_the_error_shape(client):
 
 
 def test_unexpected_error_uses_the_error_shape(seeded_url, monkeypatch):
-    import queries
+    from crypto_etl.storage import queries
 
     def boom(*_args, **_kwargs):
         raise RuntimeError("bug")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from coingecko import JITTER_SECONDS, RETRY_AFTER_MAX_SECONDS, CoinGeckoClient
-from config import PRO_BASE_URL, PUBLIC_BASE_URL, Settings, load_settings
-from errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
+from crypto_etl.coingecko.client import JITTER_SECONDS, RETRY_AFTER_MAX_SECONDS, CoinGeckoClient
+from crypto_etl.errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
+from crypto_etl.settings import PRO_BASE_URL, PUBLIC_BASE_URL, Settings, load_settings
 
 DATA = Path(__file__).resolve().parent / "data"
 MARKETS = f"{PUBLIC_BASE_URL}/coins/markets"

@@ -30,8 +30,8 @@ from conftest import ADMIN_URL, DATA
 from sqlalchemy import create_engine, insert, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import head_revision
-from models import Coin, MarketSnapshot
+from crypto_etl.storage.engine import head_revision
+from crypto_etl.storage.schema import Coin, MarketSnapshot
 
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 VENV_BIN = str(Path(sys.executable).parent)

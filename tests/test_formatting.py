@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-import formatting as fmt
+from crypto_etl import formatting as fmt
 
 
 def test_money_is_compact_with_its_currency():

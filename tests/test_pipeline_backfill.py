@@ -11,11 +11,8 @@ from fake_coingecko import FakeCoinGecko
 from history_data import NOW, serve_history
 from sqlalchemy import text
 
-from coingecko import CoinGeckoClient
-from config import Settings
-from db import make_engine
-from gaps import find_gaps, format_duration
-from history import (
+from crypto_etl.coingecko.client import CoinGeckoClient
+from crypto_etl.pipeline.backfill import (
     ChartWindow,
     OhlcRequest,
     backfill,
@@ -26,8 +23,11 @@ from history import (
     parse_chart,
     refresh_ohlc,
 )
-from history_store import PricePoint, store_price_points
-from models import MarketSnapshot
+from crypto_etl.settings import Settings
+from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.gaps import find_gaps, format_duration
+from crypto_etl.storage.history import PricePoint, store_price_points
+from crypto_etl.storage.schema import MarketSnapshot
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from scheduler import StopFlag, run_every
+from crypto_etl.pipeline.scheduler import StopFlag, run_every
 
 START = 1000.0
 

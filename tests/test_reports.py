@@ -17,9 +17,9 @@ from helpers import TOP50_FETCHED_AT, market_rows
 from market_seed import seed_market
 from PIL import Image
 
-import charts
-from etl import CryptoETLPipeline
-from transform import transform_markets, write_csv
+from crypto_etl.cli import CryptoETLPipeline
+from crypto_etl.reports import charts
+from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "etl.py")

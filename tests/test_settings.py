@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from config import (
+from crypto_etl.errors import ConfigError
+from crypto_etl.settings import (
     DEFAULT_SQLITE_URL,
     PRO_BASE_URL,
     PUBLIC_BASE_URL,
@@ -19,7 +20,6 @@ from config import (
     database_url_from,
     load_settings,
 )
-from errors import ConfigError
 
 CONFIG_VARIABLES = (
     "DATABASE_URL",

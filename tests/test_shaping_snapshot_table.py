@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from errors import InputFileError
-from transform import (
+from crypto_etl.errors import InputFileError
+from crypto_etl.shaping.snapshot_table import (
     CSV_COLUMNS,
     NUMERIC_COLUMNS,
     TEXT_COLUMNS,
@@ -24,7 +24,7 @@ from transform import (
     transform_markets,
     write_csv,
 )
-from validation import validate_snapshots
+from crypto_etl.shaping.validation import validate_snapshots
 
 DATA = Path(__file__).resolve().parent / "data"
 TOP50 = "coins_markets_usd_top50.json"

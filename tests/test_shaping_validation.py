@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from transform import read_snapshot_csv, transform_markets, write_csv
-from validation import (
+from crypto_etl.shaping.snapshot_table import read_snapshot_csv, transform_markets, write_csv
+from crypto_etl.shaping.validation import (
     NON_NEGATIVE_COLUMNS,
     RuleResult,
     ValidationReport,

@@ -17,8 +17,8 @@ from conftest import ADMIN_URL
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import ProgrammingError
 
-from db import head_revision, init_db, make_engine
-from errors import ConfigError
+from crypto_etl.errors import ConfigError
+from crypto_etl.storage.engine import head_revision, init_db, make_engine
 
 PASSWORD = "s3cret'with%odd\\chars"
 

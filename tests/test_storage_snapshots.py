@@ -9,11 +9,11 @@ import pytest
 from helpers import TOP50_FETCHED_AT, market_rows, shifted
 from sqlalchemy import text
 
-import store
-from db import make_engine
-from errors import InputFileError
-from store import load_snapshot_csv
-from transform import transform_markets, write_csv
+from crypto_etl.errors import InputFileError
+from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
+from crypto_etl.storage import snapshots as store
+from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.snapshots import load_snapshot_csv
 
 NOW = TOP50_FETCHED_AT + timedelta(minutes=30)
 

@@ -1,7 +1,8 @@
 """The REST API: read-only market data over HTTP, typed and documented (Swagger UI at /docs, ReDoc
 at /redoc).
 
-Run it with `uvicorn api:app --host 0.0.0.0 --port 8000` (add `--workers 2` to use two cores).
+Served by the entry point at the repository root: `uvicorn api:app --host 0.0.0.0 --port 8000` (add
+`--workers 2` to use two cores).
 Settings come from the environment (config.load_settings): DATABASE_URL, API_KEY, CORS_ORIGINS,
 ETL_INTERVAL_SECONDS, VS_CURRENCY, API_CACHE_CHECK_SECONDS.
 """
@@ -18,15 +19,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-import api_metrics
-import api_routes
-from api_cache import ResponseCache
-from api_deps import API_KEY_HEADER, SessionDep, make_read_only, require_api_key
-from api_errors import DATABASE_DOWN, error_response, install_error_handlers
-from api_schemas import ErrorResponse, Health, Ready
-from config import Settings, load_settings
-from db import describe, first_line, make_engine
-from errors import ConfigError
+from crypto_etl.api import metrics as api_metrics
+from crypto_etl.api.cache import ResponseCache
+from crypto_etl.api.deps import API_KEY_HEADER, SessionDep, make_read_only, require_api_key
+from crypto_etl.api.errors import DATABASE_DOWN, error_response, install_error_handlers
+from crypto_etl.api.routes import cryptos as api_routes
+from crypto_etl.api.schemas import ErrorResponse, Health, Ready
+from crypto_etl.errors import ConfigError
+from crypto_etl.settings import Settings, load_settings
+from crypto_etl.storage.engine import describe, first_line, make_engine
 
 log = logging.getLogger("api")
 
@@ -119,12 +120,10 @@ def ready(session: SessionDep):
     return Ready(database=session.get_bind().dialect.name, revision=revision)
 
 
-def _app_from_environment() -> FastAPI:
+def app_from_environment() -> FastAPI:
+    """The app on the settings of the environment; a bad setting stops the server with one line."""
     try:
         return create_app()
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
-
-
-app = _app_from_environment()

@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-import queries
-from db import first_line
+from crypto_etl.storage import queries
+from crypto_etl.storage.engine import first_line
 
 log = logging.getLogger(__name__)
 

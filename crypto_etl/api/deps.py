@@ -12,8 +12,8 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
-from api_cache import ResponseCache
-from config import Settings
+from crypto_etl.api.cache import ResponseCache
+from crypto_etl.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"
 # Query-string text: printable only (a NUL byte would reach the database driver).

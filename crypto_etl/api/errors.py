@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from api_schemas import ErrorDetail, ErrorInfo, ErrorResponse
-from db import first_line
-from errors import DatabaseError
+from crypto_etl.api.schemas import ErrorDetail, ErrorInfo, ErrorResponse
+from crypto_etl.errors import DatabaseError
+from crypto_etl.storage.engine import first_line
 
 log = logging.getLogger(__name__)
 

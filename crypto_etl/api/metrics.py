@@ -23,9 +23,9 @@ from prometheus_client import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-import queries
-from api_deps import SessionDep
-from db import first_line
+from crypto_etl.api.deps import SessionDep
+from crypto_etl.storage import queries
+from crypto_etl.storage.engine import first_line
 
 log = logging.getLogger(__name__)
 

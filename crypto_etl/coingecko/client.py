@@ -16,8 +16,8 @@ from urllib.parse import quote
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from config import Settings
-from errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
+from crypto_etl.errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
+from crypto_etl.settings import Settings
 
 log = logging.getLogger(__name__)
 

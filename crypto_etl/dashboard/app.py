@@ -7,50 +7,60 @@ Settings: API_BASE_URL (default http://localhost:8000), API_KEY.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-import dashboard_api
+from crypto_etl.dashboard import client
 
-st.set_page_config(page_title="Crypto ETL", page_icon=":material/query_stats:", layout="wide")
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
-PAGES = [
-    st.Page(
-        "dashboard_pages/market_overview.py",
-        title="Market overview",
-        icon=":material/public:",
-        default=True,
-    ),
-    st.Page(
-        "dashboard_pages/coin.py", title="Coin", icon=":material/currency_bitcoin:", url_path="coin"
-    ),
-    st.Page(
-        "dashboard_pages/correlation.py",
-        title="Correlation",
-        icon=":material/grid_on:",
-        url_path="correlation",
-    ),
-    st.Page(
-        "dashboard_pages/pipeline_health.py",
-        title="Pipeline health",
-        icon=":material/monitor_heart:",
-        url_path="pipeline_health",
-    ),
-]
 
-page = st.navigation(PAGES)
+def pages() -> list[st.Page]:
+    """The dashboard's pages, in the order of the navigation."""
+    return [
+        st.Page(
+            PAGES_DIR / "market_overview.py",
+            title="Market overview",
+            icon=":material/public:",
+            default=True,
+        ),
+        st.Page(
+            PAGES_DIR / "coin.py",
+            title="Coin",
+            icon=":material/currency_bitcoin:",
+            url_path="coin",
+        ),
+        st.Page(
+            PAGES_DIR / "correlation.py",
+            title="Correlation",
+            icon=":material/grid_on:",
+            url_path="correlation",
+        ),
+        st.Page(
+            PAGES_DIR / "pipeline_health.py",
+            title="Pipeline health",
+            icon=":material/monitor_heart:",
+            url_path="pipeline_health",
+        ),
+    ]
 
-with st.sidebar:
-    if st.button(
-        "Refresh data",
-        icon=":material/refresh:",
-        help="Ask the API again instead of using the cache",
-    ):
-        dashboard_api.clear_cache()
-        st.rerun()
-    settings = dashboard_api.load_api_settings()
-    st.caption(
-        f"Data from the API at {settings.base_url}, cached for "
-        f"{dashboard_api.CACHE_TTL_SECONDS // 60} min (the pipeline's cadence)."
-    )
 
-page.run()
+def main() -> None:
+    """One run of the app script: the navigation, the sidebar, then the selected page."""
+    st.set_page_config(page_title="Crypto ETL", page_icon=":material/query_stats:", layout="wide")
+    page = st.navigation(pages())
+    with st.sidebar:
+        if st.button(
+            "Refresh data",
+            icon=":material/refresh:",
+            help="Ask the API again instead of using the cache",
+        ):
+            client.clear_cache()
+            st.rerun()
+        settings = client.load_api_settings()
+        st.caption(
+            f"Data from the API at {settings.base_url}, cached for "
+            f"{client.CACHE_TTL_SECONDS // 60} min (the pipeline's cadence)."
+        )
+    page.run()

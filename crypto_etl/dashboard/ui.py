@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import dashboard_api
-import formatting as fmt
+from crypto_etl import formatting as fmt
+from crypto_etl.dashboard import client as dashboard_api
 
 T = TypeVar("T")
 NO_DATA = (

@@ -32,10 +32,10 @@ from itertools import pairwise
 
 from sqlalchemy import Engine, and_, func, select
 
-from config import Settings
-from errors import CoinGeckoError, ConfigError
-from gaps import GRANULARITY_SECONDS, find_gaps
-from history_store import (
+from crypto_etl.errors import CoinGeckoError, ConfigError
+from crypto_etl.settings import Settings
+from crypto_etl.storage.gaps import GRANULARITY_SECONDS, find_gaps
+from crypto_etl.storage.history import (
     Candle,
     PricePoint,
     ohlc_coverage,
@@ -43,8 +43,8 @@ from history_store import (
     store_candles,
     store_price_points,
 )
-from models import MarketSnapshot
-from runs import finish_run, start_run, utcnow
+from crypto_etl.storage.runs import finish_run, start_run, utcnow
+from crypto_etl.storage.schema import MarketSnapshot
 
 log = logging.getLogger(__name__)
 

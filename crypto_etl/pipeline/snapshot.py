@@ -17,12 +17,17 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from config import Settings
-from errors import InputFileError
-from runs import finish_run, start_run, utcnow
-from store import LoadResult, load_snapshot_csv
-from transform import read_raw_json, read_snapshot_csv, transform_markets, write_csv
-from validation import ValidationReport, validate_snapshots
+from crypto_etl.errors import InputFileError
+from crypto_etl.settings import Settings
+from crypto_etl.shaping.snapshot_table import (
+    read_raw_json,
+    read_snapshot_csv,
+    transform_markets,
+    write_csv,
+)
+from crypto_etl.shaping.validation import ValidationReport, validate_snapshots
+from crypto_etl.storage.runs import finish_run, start_run, utcnow
+from crypto_etl.storage.snapshots import LoadResult, load_snapshot_csv
 
 log = logging.getLogger(__name__)
 META_SUFFIX = ".meta.json"

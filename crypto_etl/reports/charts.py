@@ -23,8 +23,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-import analytics
-import formatting as fmt
+from crypto_etl import formatting as fmt
+from crypto_etl.analytics import series as analytics
 
 DPI = 150
 FIGURE_INCHES = {"wide": (12.0, 7.0), "square": (10.0, 8.5)}

@@ -19,12 +19,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-import analytics
-import queries
-from db import describe, first_line, has_table, make_engine
-from errors import InputFileError, UnknownCoinError
-from models import Ohlc
-from transform import read_snapshot_csv
+from crypto_etl.analytics import series as analytics
+from crypto_etl.errors import InputFileError, UnknownCoinError
+from crypto_etl.shaping.snapshot_table import read_snapshot_csv
+from crypto_etl.storage import queries
+from crypto_etl.storage.engine import describe, first_line, has_table, make_engine
+from crypto_etl.storage.schema import Ohlc
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from errors import InputFileError
+from crypto_etl.errors import InputFileError
 
 TEXT_COLUMNS = ("id", "symbol", "name", "image", "roi_currency", "vs_currency")
 TIMESTAMP_COLUMNS = ("ath_date", "atl_date", "last_updated", "snapshot_at")

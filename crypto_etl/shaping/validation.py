@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from transform import NUMERIC_COLUMNS, TIMESTAMP_COLUMNS
+from crypto_etl.shaping.snapshot_table import NUMERIC_COLUMNS, TIMESTAMP_COLUMNS
 
 REQUIRED_COLUMNS = ("id", "symbol", "name", "current_price", "last_updated", "vs_currency")
 NON_NEGATIVE_COLUMNS = (

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, bindparam, column, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import first_line
-from errors import DatabaseError
-from models import UTCDateTime
+from crypto_etl.errors import DatabaseError
+from crypto_etl.storage.engine import first_line
+from crypto_etl.storage.schema import UTCDateTime
 
 GAP_FACTOR = 1.5
 GRANULARITY_SECONDS = {"5m": 300, "1h": 3600, "1d": 86400}

@@ -19,10 +19,10 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import first_line
-from errors import DatabaseError
-from models import Ohlc, PriceHistory
-from store import FAULT_ENV, SQLITE_BATCH_ROWS
+from crypto_etl.errors import DatabaseError
+from crypto_etl.storage.engine import first_line
+from crypto_etl.storage.schema import Ohlc, PriceHistory
+from crypto_etl.storage.snapshots import FAULT_ENV, SQLITE_BATCH_ROWS
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import FunctionElement
 
-import analytics
-from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
+from crypto_etl.analytics import series as analytics
+from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 SNAPSHOT_COLUMNS = [c for c in MarketSnapshot.__table__.columns]
 # Sort keys of the list endpoint; ties are broken by coin id so pages are stable.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, update
 
-from models import EtlRun
+from crypto_etl.storage.schema import EtlRun
 
 
 def utcnow() -> datetime:

@@ -25,17 +25,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import first_line
-from errors import DatabaseError, InputFileError
-from models import Coin, MarketSnapshot, RejectedRow
-from transform import (
+from crypto_etl.errors import DatabaseError, InputFileError
+from crypto_etl.shaping.snapshot_table import (
     CSV_COLUMNS,
     NUMERIC_COLUMNS,
     TIMESTAMP_COLUMNS,
     read_csv_header,
     read_snapshot_csv,
 )
-from validation import ValidationReport, validate_snapshots
+from crypto_etl.shaping.validation import ValidationReport, validate_snapshots
+from crypto_etl.storage.engine import first_line
+from crypto_etl.storage.schema import Coin, MarketSnapshot, RejectedRow
 
 log = logging.getLogger(__name__)
 SQLITE_BATCH_ROWS = 5000

@@ -18,9 +18,8 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-import analytics
-import queries
-from api_deps import (
+from crypto_etl.analytics import series as analytics
+from crypto_etl.api.deps import (
     PRINTABLE,
     CacheDep,
     CoinId,
@@ -28,8 +27,8 @@ from api_deps import (
     SettingsDep,
     VsCurrency,
 )
-from api_errors import ERROR_RESPONSES, InvalidParameter
-from api_schemas import (
+from crypto_etl.api.errors import ERROR_RESPONSES, InvalidParameter
+from crypto_etl.api.schemas import (
     CandleList,
     Correlation,
     CryptoDetail,
@@ -50,7 +49,8 @@ from api_schemas import (
     TopMarketCap,
     TopMarketCapList,
 )
-from models import Coin
+from crypto_etl.storage import queries
+from crypto_etl.storage.schema import Coin
 
 EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)  # the first bitcoin block: no market data before
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)

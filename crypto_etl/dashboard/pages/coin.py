@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import dashboard_api as api
-import formatting as fmt
-from dashboard_ui import DOWN, NO_DATA, UP, coin_label, frame, load, show, style, utc
+from crypto_etl import formatting as fmt
+from crypto_etl.dashboard import client as api
+from crypto_etl.dashboard.ui import DOWN, NO_DATA, UP, coin_label, frame, load, show, style, utc
 
 # Window -> (length, history interval, candle interval): a few hundred points at most.
 WINDOWS = {

@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-import dashboard_api as api
-from dashboard_ui import NO_DATA, load, show, style, utc
+from crypto_etl.dashboard import client as api
+from crypto_etl.dashboard.ui import NO_DATA, load, show, style, utc
 
 WINDOWS_DAYS = {"7 days": 7, "30 days": 30, "90 days": 90, "1 year": 365}
 INTERVALS = {"Daily returns": "1d", "Hourly returns": "1h"}

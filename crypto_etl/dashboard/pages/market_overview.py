@@ -7,10 +7,20 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import analytics
-import dashboard_api as api
-import formatting as fmt
-from dashboard_ui import DOWN, NO_DATA, UP, coin_label, frame, load, seconds_since, show, style
+from crypto_etl import formatting as fmt
+from crypto_etl.analytics import series as analytics
+from crypto_etl.dashboard import client as api
+from crypto_etl.dashboard.ui import (
+    DOWN,
+    NO_DATA,
+    UP,
+    coin_label,
+    frame,
+    load,
+    seconds_since,
+    show,
+    style,
+)
 
 TOP_N = 10
 MOVERS = 5

@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import dashboard_api as api
-import formatting as fmt
-from dashboard_ui import age_text, frame, load, seconds_since, show, style
+from crypto_etl import formatting as fmt
+from crypto_etl.dashboard import client as api
+from crypto_etl.dashboard.ui import age_text, frame, load, seconds_since, show, style
 
 RUNS = 50
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from models import Base
+from crypto_etl.storage.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -14,8 +14,8 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
-        from config import load_settings
-        from db import make_engine
+        from crypto_etl.settings import load_settings
+        from crypto_etl.storage.engine import make_engine
 
         engine = make_engine(load_settings().database_url)
     with engine.begin() as connection:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from errors import ConfigError
+from crypto_etl.errors import ConfigError
 
 revision: str = "0002"
 down_revision: str | None = "0001"
