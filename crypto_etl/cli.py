@@ -1,7 +1,11 @@
-"""Crypto ETL command line: CoinGecko market data into a database, with its full history.
+"""Crypto ETL command line (python-fire): CoinGecko market data into a database, with its history.
 
-python etl.py --help
-python etl.py run
+Each command parses and normalises its arguments, calls one library function that does the work
+and returns what it did (crypto_etl.pipeline, crypto_etl.reports), and prints it. Expected
+failures end here, at the edge, as one `error:` line and a non-zero exit status.
+
+    python etl.py --help
+    python etl.py run
 """
 
 from __future__ import annotations
@@ -9,25 +13,29 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
-import signal
 import sys
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import fire
 
-from crypto_etl.errors import ETLError, InputFileError
-from crypto_etl.settings import Settings, load_settings
+from crypto_etl.errors import ETLError, ValidationFailed, first_line
+from crypto_etl.settings import CURRENCY_EXPECTED, Settings, currency_code, load_settings
 
 log = logging.getLogger("etl")
 USAGE_EXIT = 2
+INTERRUPTED_EXIT = 130
 
 
 class UsageError(ETLError):
     """A command-line argument is invalid."""
 
     exit_code = USAGE_EXIT
+
+
+class BackfillIncomplete(ETLError):
+    """Some coins could not be fetched; the others were stored."""
 
 
 def setup_logging(level: str, log_file: str | None = None) -> None:
@@ -55,28 +63,28 @@ def command(func):
     @functools.wraps(func)
     def wrapper(self, *args, **kwargs):
         try:
-            result = func(self, *args, **kwargs)
+            return func(self, *args, **kwargs)
         except ETLError as exc:
             log.debug("traceback", exc_info=True)
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            print(f"error: {first_line(exc)}", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT)
         except Exception as exc:
             log.debug("traceback", exc_info=True)
-            detail = str(exc).splitlines()[0] if str(exc) else ""
+            kind, detail = type(exc).__name__, first_line(exc)
+            what = kind if detail == kind else f"{kind}: {detail}"
             print(
-                f"error: unexpected {type(exc).__name__}: {detail} "
-                "(run with LOG_LEVEL=DEBUG to see the traceback)",
+                f"error: unexpected {what} (run with LOG_LEVEL=DEBUG to see the traceback)",
                 file=sys.stderr,
             )
             sys.exit(1)
-        return result
 
     return wrapper
 
 
+# -- arguments as python-fire hands them over ------------------------------------------------------
 def _positive_int(name: str, value, default: int) -> int:
     if value is None:
         return default
@@ -88,10 +96,10 @@ def _positive_int(name: str, value, default: int) -> int:
 def _currency(value, default: str) -> str:
     if value is None:
         return default
-    text = str(value).strip().lower()
-    if not text.isalnum():
-        raise UsageError(f"--vs_currency must be a currency code such as usd, got {value!r}")
-    return text
+    code = currency_code(value)
+    if code is None:
+        raise UsageError(f"--vs_currency must be {CURRENCY_EXPECTED}, got {value!r}")
+    return code
 
 
 def _coin_ids(value) -> list[str] | None:
@@ -114,12 +122,26 @@ def _coin_ids(value) -> list[str] | None:
     return ids
 
 
-class BackfillIncomplete(ETLError):
-    """Some coins could not be fetched; the others were stored."""
+def _path(name: str, value) -> Path:
+    if value is None or isinstance(value, bool) or str(value).strip() == "":
+        raise UsageError(f"--{name} needs a file path")
+    return Path(str(value))
+
+
+def _moment(name: str, value) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--{name} must be an ISO 8601 time, got {value!r}") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--{name} needs a timezone, e.g. 2025-01-01T00:00:00Z")
+    return moment
 
 
 @contextlib.contextmanager
-def _coin_progress(total: int):
+def _coin_progress(total: int) -> Iterator[Callable]:
     """A progress bar over coins on a terminal; elsewhere the per-coin log lines say enough."""
     if not sys.stderr.isatty():
         yield lambda result: None
@@ -136,24 +158,17 @@ def _coin_progress(total: int):
         yield advance
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM stops a long command like Ctrl-C does, so its run is recorded as cancelled."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+def _reports():
+    """The chart commands' library; it needs matplotlib (the `charts` extra)."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _path(name: str, value) -> Path:
-    if value is None or isinstance(value, bool) or str(value).strip() == "":
-        raise UsageError(f"--{name} needs a file path")
-    return Path(str(value))
+        from crypto_etl.reports import make
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        raise ETLError(
+            "the chart commands need matplotlib: pip install 'crypto-etl[charts]'"
+        ) from None
+    return make
 
 
 class CryptoETLPipeline:
@@ -164,10 +179,8 @@ class CryptoETLPipeline:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
-        self._engine = None
-        self._ohlc_note: str | None = None
+        self._database = None
 
-    # -- shared plumbing -------------------------------------------------------------------
     def _config(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
@@ -175,49 +188,28 @@ class CryptoETLPipeline:
         return self._settings
 
     def _db(self):
-        if self._engine is None:
-            from crypto_etl.storage.engine import init_db, make_engine
+        """The database, opened (and migrated) when a command first needs it."""
+        if self._database is None:
+            from crypto_etl.storage.engine import Database
 
-            self._engine = make_engine(self._config().database_url)
-            init_db(self._engine)
-        return self._engine
+            self._database = Database(self._config().database_url)
+        return self._database
 
-    def _client(self):
-        from crypto_etl.coingecko.client import CoinGeckoClient
-
-        return CoinGeckoClient(self._config())
-
-    def _record(self, command_name: str, **fields):
-        """Journal a single step in etl_runs; a step that does not need the database still
-        works when the database is unreachable (the failure to record is logged)."""
-        from crypto_etl.storage.runs import finish_run, start_run
-
-        try:
-            engine = self._db()
-            run_id = start_run(engine, command_name, fields.pop("vs_currency", None))
-            finish_run(engine, run_id, fields.pop("status", "success"), **fields)
-        except ETLError as exc:
-            log.warning("could not record the %s step in etl_runs: %s", command_name, exc)
-
-    # -- commands ------------------------------------------------------------------------------
+    # -- the snapshot pipeline ---------------------------------------------------------------------
     @command
     def extract(self, save_path: str = "raw.json", top_n: int | None = None, vs_currency=None):
         """Fetch the top coins by market cap from CoinGecko into a raw JSON file, unmodified.
 
         Example: python etl.py extract --save_path=raw.json --top_n=50 --vs_currency=usd
         """
-        from crypto_etl.pipeline.snapshot import save_raw
-        from crypto_etl.storage.runs import utcnow
+        from crypto_etl.pipeline.snapshot import extract_file
 
         settings = self._config()
         path = _path("save_path", save_path)
         top = _positive_int("top_n", top_n, settings.top_n)
         currency = _currency(vs_currency, settings.vs_currency)
-        with self._client() as client:
-            rows = client.fetch_markets(top, currency)
-        save_raw(rows, path, utcnow(), vs_currency=currency, top_n=top)
-        self._record("extract", vs_currency=currency, rows_extracted=len(rows), source=str(path))
-        print(f"extracted {len(rows)} coins ({currency}) into {path}")
+        done = extract_file(settings, self._db(), path, top, currency)
+        print(f"extracted {done.rows} coins ({done.vs_currency}) into {done.path}")
 
     @command
     def transform(
@@ -236,20 +228,10 @@ class CryptoETLPipeline:
         settings = self._config()
         source = _path("input_path", input_path)
         target = _path("output_path", output_path)
-        when = None
-        if snapshot_at is not None:
-            try:
-                when = datetime.fromisoformat(str(snapshot_at).replace("Z", "+00:00"))
-            except ValueError:
-                raise UsageError(
-                    f"--snapshot_at must be an ISO 8601 time, got {snapshot_at!r}"
-                ) from None
-            if when.tzinfo is None:
-                raise UsageError("--snapshot_at needs a timezone, e.g. 2025-01-01T00:00:00Z")
+        when = _moment("snapshot_at", snapshot_at)
         currency = None if vs_currency is None else _currency(vs_currency, settings.vs_currency)
-        rows = transform_file(source, target, currency, when, settings.vs_currency)
-        self._record("transform", rows_extracted=rows, source=str(source))
-        print(f"transformed {rows} rows from {source} into {target}")
+        done = transform_file(settings, self._db(), source, target, currency, when)
+        print(f"transformed {done.rows} rows from {done.source} into {done.target}")
 
     @command
     def validate(self, csv_path: str = "crypto_top_50.csv"):
@@ -258,24 +240,14 @@ class CryptoETLPipeline:
         Example: python etl.py validate --csv_path=crypto_top_50.csv
         """
         from crypto_etl.pipeline.snapshot import validate_file
-        from crypto_etl.storage.runs import utcnow
 
-        settings = self._config()
-        path = _path("csv_path", csv_path)
-        report = validate_file(path, settings, utcnow())
+        done = validate_file(self._config(), self._db(), _path("csv_path", csv_path))
+        report = done.report
         print(report.format())
-        self._record(
-            "validate",
-            status="success" if report.passed else "failed",
-            rows_extracted=report.rows,
-            rows_rejected=report.rejected_count,
-            source=str(path),
-        )
         if not report.passed:
-            from crypto_etl.errors import ValidationFailed
-
             raise ValidationFailed(
-                f"{report.rejected_count} of {report.rows} rows in {path} break a critical rule"
+                f"{report.rejected_count} of {report.rows} rows in {done.path} break a critical "
+                "rule"
             )
 
     @command
@@ -287,34 +259,12 @@ class CryptoETLPipeline:
         Example: python etl.py load --csv_path=crypto_top_50.csv
         """
         from crypto_etl.pipeline.snapshot import load_file
-        from crypto_etl.storage.runs import finish_run, start_run, utcnow
 
-        settings = self._config()
-        path = _path("csv_path", csv_path)
-        if not path.is_file():
-            raise InputFileError(
-                f"CSV file {path} does not exist; create it with `python etl.py transform`"
-            )
-        engine = self._db()
-        run_id = start_run(engine, "load", source=str(path))
-        try:
-            result, _ = load_file(engine, path, settings, run_id, utcnow())
-        except BaseException as exc:
-            finish_run(engine, run_id, "failed", error_message=str(exc).splitlines()[0][:2000])
-            raise
-        status = "success" if result.rejected == 0 else "partial"
-        finish_run(
-            engine,
-            run_id,
-            status,
-            rows_extracted=result.rows_in,
-            rows_loaded=result.loaded,
-            rows_rejected=result.rejected,
-            rows_skipped=result.skipped,
-        )
+        done = load_file(self._config(), self._db(), _path("csv_path", csv_path))
+        result = done.result
         print(
-            f"loaded {result.loaded} new rows from {path} ({result.skipped} already stored, "
-            f"{result.rejected} quarantined in rejected_rows); run {run_id}"
+            f"loaded {result.loaded} new rows from {done.path} ({result.skipped} already stored, "
+            f"{result.rejected} quarantined in rejected_rows); run {done.run_id}"
         )
 
     @command
@@ -324,35 +274,21 @@ class CryptoETLPipeline:
         Raw payloads are kept in data/raw/ and CSVs in data/processed/ for replay.
         Example: python etl.py run --top_n=100
         """
-        summary = self._run_once(top_n, vs_currency)
-        result = summary.result
-        print(
-            f"run {summary.run_id} {summary.status}: {summary.extracted} extracted, "
-            f"{result.loaded} loaded, {result.skipped} already stored, "
-            f"{result.rejected} quarantined"
-        )
-        if self._ohlc_note:
-            print(self._ohlc_note)
-
-    def _run_once(self, top_n, vs_currency, should_stop=lambda: False):
-        from crypto_etl.pipeline.snapshot import run_once
+        from crypto_etl.pipeline.snapshot import run_snapshot
 
         settings = self._config()
         top = _positive_int("top_n", top_n, settings.top_n)
         currency = _currency(vs_currency, settings.vs_currency)
-        engine = self._db()
-        self._ohlc_note = None
-        with self._client() as client:
-
-            def keep_ohlc_current(run_id: int) -> None:
-                self._ohlc_note = _keep_ohlc_current(
-                    engine, client, settings, currency, should_stop
-                )
-
-            after_load = keep_ohlc_current if settings.ohlc_top_n > 0 else None
-            return run_once(
-                engine, client, settings, top, currency, should_stop, after_load=after_load
-            )
+        done = run_snapshot(settings, self._db().engine, top, currency)
+        result = done.result
+        print(
+            f"run {done.run_id} {done.status}: {done.extracted} extracted, "
+            f"{result.loaded} loaded, {result.skipped} already stored, "
+            f"{result.rejected} quarantined"
+        )
+        note = done.candles.describe() if done.candles else None
+        if note:
+            print(note)
 
     @command
     def schedule(
@@ -367,61 +303,33 @@ class CryptoETLPipeline:
         A failed run is logged and retried at the next tick; a stop waits for the current step.
         Example: python etl.py schedule --interval_seconds=300
         """
-        from crypto_etl.pipeline.scheduler import StopFlag, run_every
-        from crypto_etl.pipeline.snapshot import Cancelled
+        from crypto_etl.pipeline.snapshot import schedule_snapshots
 
-        self._config()
+        settings = self._config()
         if isinstance(interval_seconds, bool) or not isinstance(interval_seconds, int | float):
             raise UsageError(f"--interval_seconds must be a number, got {interval_seconds!r}")
         if interval_seconds <= 0:
             raise UsageError(f"--interval_seconds must be > 0, got {interval_seconds!r}")
         if max_runs is not None:
             max_runs = _positive_int("max_runs", max_runs, 1)
-        stop = StopFlag()
-        stop.install()
-        self._db()
-
-        def job() -> None:
-            try:
-                self._run_once(top_n, vs_currency, should_stop=stop.is_set)
-            except Cancelled:
-                log.info("run cancelled between steps")
-
-        log.info("scheduling a run every %s seconds", interval_seconds)
-        runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)
-        reason = f" ({stop.signal_name})" if stop.signal_name else ""
-        print(f"schedule stopped{reason} after {runs} run(s), {failures} failed")
+        top = _positive_int("top_n", top_n, settings.top_n)
+        currency = _currency(vs_currency, settings.vs_currency)
+        done = schedule_snapshots(
+            settings, self._db().engine, interval_seconds, top, currency, max_runs
+        )
+        reason = f" ({done.signal_name})" if done.signal_name else ""
+        print(f"schedule stopped{reason} after {done.runs} run(s), {done.failures} failed")
 
     # -- charts ----------------------------------------------------------------------------------
-    def _chart_table(self, csv_path):
-        from crypto_etl.reports.inputs import read_chart_csv
-
-        self._config()
-        return read_chart_csv(_path("csv_path", csv_path))
-
-    def _chart_database(self):
-        from crypto_etl.reports.inputs import open_database
-
-        return open_database(self._config().database_url)
-
     @command
     def visualize(self, csv_path: str = "crypto_top_50.csv", output_dir: str = "charts"):
         """Draw market share, price, 24h move and market cap vs volume charts of a CSV as PNGs.
 
         Example: python etl.py visualize --csv_path=crypto_top_50.csv --output_dir=charts
         """
-        from crypto_etl.reports import charts
-
-        table = self._chart_table(csv_path)
-        folder = _path("output_dir", output_dir)
-        latest, currency = table.latest, table.vs_currency
-        source = _csv_source(table)
-        written = [
-            charts.market_share_chart(latest, currency, source, folder / "market_share.png"),
-            charts.price_chart(latest, currency, source, folder / "prices.png"),
-            charts.change_chart(latest, source, folder / "price_change_24h.png"),
-            charts.cap_volume_chart(latest, currency, source, folder / "market_cap_vs_volume.png"),
-        ]
+        self._config()
+        make = _reports()
+        written = make.market_charts(_path("csv_path", csv_path), _path("output_dir", output_dir))
         for path in written:
             print(path)
 
@@ -437,31 +345,17 @@ class CryptoETLPipeline:
         --coin_name matches a coin id, symbol or name, ignoring case.
         Example: python etl.py candlestick --coin_name=bitcoin --save_path=bitcoin_candlestick.png
         """
-        from crypto_etl.reports import charts
-        from crypto_etl.reports.inputs import coin_candles, find_coin
-
         if coin_name is None or isinstance(coin_name, bool) or str(coin_name).strip() == "":
             raise UsageError(
                 "--coin_name needs a coin id, symbol or name, e.g. --coin_name=bitcoin"
             )
-        table = self._chart_table(csv_path)
-        coin = find_coin(table, str(coin_name))
-        target = _path("save_path", save_path or f"{coin['id']}_candlestick.png")
-        candles = coin_candles(self._chart_database(), table, coin)
-        if candles.frame.empty:
-            raise InputFileError(
-                f"no candles for {coin['id']}: the database has no history of it and its rows in "
-                f"{table.path} lack current_price, price_change_24h, high_24h or low_24h"
-            )
-        label = charts.coin_label(coin)
-        currency = table.vs_currency
-        charts.candlestick_chart(
-            candles.frame, label, currency, candles.source, candles.total, target
+        settings = self._config()
+        make = _reports()
+        target = None if save_path is None else _path("save_path", save_path)
+        chart = make.candlestick(
+            _path("csv_path", csv_path), str(coin_name), target, settings.database_url
         )
-        shown = len(candles.frame)
-        count = f"{shown}" if shown == candles.total else f"newest {shown} of {candles.total}"
-        log.info("candlestick of %s: %s candles, %s", coin["id"], count, candles.source)
-        print(target)
+        print(chart.path)
 
     @command
     def correlation(
@@ -476,57 +370,22 @@ class CryptoETLPipeline:
         Uses the database's history and the CSV's snapshots of the top_n coins over `days`.
         Example: python etl.py correlation --csv_path=crypto_top_50.csv --save_path=corr.png
         """
-        from crypto_etl.analytics import series as analytics
-        from crypto_etl.reports import charts
-        from crypto_etl.reports.inputs import history_points
-
         top = _positive_int("top_n", top_n, 10)
         window_days = _positive_int("days", days, 30)
         if top < 2:
             raise UsageError("--top_n must be at least 2 for a correlation")
-        table = self._chart_table(csv_path)
-        target = _path("save_path", save_path)
-        latest = table.latest.dropna(subset=["market_cap"]).head(top)
-        points, source = history_points(
-            self._chart_database(), table, list(latest["id"]), window_days
+        settings = self._config()
+        make = _reports()
+        path = make.correlation_heatmap(
+            _path("csv_path", csv_path),
+            _path("save_path", save_path),
+            top,
+            window_days,
+            settings.database_url,
         )
-        found = analytics.returns_correlation(points)
-        if found is None:
-            log.info("no price history for a correlation: drawing market cap vs 24h volume")
-            charts.cap_volume_chart(
-                table.latest,
-                table.vs_currency,
-                _csv_source(table),
-                target,
-                title="No price history for a correlation: market cap vs 24h volume (log-log)",
-            )
-        else:
-            interval, matrix, observations = found
-            labels_by_id = dict(zip(latest["id"], latest["symbol"].str.upper(), strict=True))
-            coins = [c for c in latest["id"] if c in matrix.columns]
-            start = min(points[c]["ts"].min() for c in coins)
-            end = max(points[c]["ts"].max() for c in coins)
-            window = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
-            left_out = len(latest) - len(coins)
-            if left_out:
-                window += f" ({left_out} coins with too little history left out)"
-            log.info(
-                "correlation of %s returns of %d coins from %s",
-                charts.INTERVAL_WORDS[interval],
-                len(coins),
-                source,
-            )
-            charts.correlation_chart(
-                matrix.loc[coins, coins],
-                [labels_by_id[c] for c in coins],
-                interval,
-                observations,
-                window,
-                source,
-                target,
-            )
-        print(target)
+        print(path)
 
+    # -- history ---------------------------------------------------------------------------------
     @command
     def backfill(self, coins=None, days: int = 90, vs_currency=None, top_n: int | None = None):
         """Fill price_history and ohlc from CoinGecko history: incremental, resumable, fills gaps.
@@ -537,7 +396,9 @@ class CryptoETLPipeline:
         listed at the end and the exit status is 1; the others are stored. Run it again to resume.
         Example: python etl.py backfill --coins=bitcoin,ethereum --days=90 --vs_currency=usd
         """
-        from crypto_etl.pipeline.backfill import backfill, backfill_start, history_now
+        from crypto_etl.clock import history_now
+        from crypto_etl.coingecko.history import backfill_start
+        from crypto_etl.pipeline.backfill import run_backfill
 
         settings = self._config()
         days = _positive_int("days", days, 90)
@@ -553,18 +414,12 @@ class CryptoETLPipeline:
                 "(a pro key with COINGECKO_API_PLAN=pro reaches further)",
                 file=sys.stderr,
             )
-        engine = self._db()
-        with _sigterm_interrupts(), self._client() as client:
-            if ids is None:
-                ids = [row["id"] for row in client.fetch_markets(top, currency)]
-                log.info("backfilling the top %d coins by market cap", len(ids))
-            with _coin_progress(len(ids)) as on_coin:
-                report = backfill(
-                    engine, client, settings, ids, currency, start, now, on_coin=on_coin
-                )
+        engine = self._db().engine
+        with _coin_progress(len(ids) if ids else top) as on_coin:
+            report = run_backfill(engine, settings, ids, currency, top, start, now, on_coin)
         stored = len(report.coins) - len(report.failed)
         print(
-            f"backfill run {report.run_id} {report.status}: {stored} of {len(ids)} coins "
+            f"backfill run {report.run_id} {report.status}: {stored} of {len(report.coins)} coins "
             f"({currency}) since {start:%Y-%m-%d %H:%M} UTC, "
             f"{report.total('requests')} request(s)\n"
             f"  price_history: {report.total('points')} points received, "
@@ -577,8 +432,8 @@ class CryptoETLPipeline:
                 print(f"  {result.coin_id}: {result.error}")
             names = ", ".join(r.coin_id for r in report.failed)
             raise BackfillIncomplete(
-                f"{len(report.failed)} of {len(ids)} coins failed ({names}); the others are "
-                "stored; run the same command again to retry"
+                f"{len(report.failed)} of {len(report.coins)} coins failed ({names}); the others "
+                "are stored; run the same command again to retry"
             )
 
     @command
@@ -598,13 +453,9 @@ class CryptoETLPipeline:
         again; backfill fills price_history for that time).
         Example: python etl.py gaps --coins=bitcoin,ethereum --days=30
         """
-        from crypto_etl.pipeline.backfill import backfill_start, history_now
-        from crypto_etl.storage.gaps import (
-            DEFAULT_SNAPSHOT_INTERVAL_SECONDS,
-            GAP_TABLES,
-            find_gaps,
-            format_gaps,
-        )
+        from crypto_etl.clock import history_now
+        from crypto_etl.pipeline.gap_report import gap_report
+        from crypto_etl.storage.gaps import DEFAULT_SNAPSHOT_INTERVAL_SECONDS
 
         settings = self._config()
         ids = _coin_ids(coins)
@@ -612,35 +463,10 @@ class CryptoETLPipeline:
         cadence = _positive_int(
             "interval_seconds", interval_seconds, DEFAULT_SNAPSHOT_INTERVAL_SECONDS
         )
-        now = history_now()
-        since = None
-        if days is not None:
-            since = now - timedelta(days=_positive_int("days", days, 1))
-        engine = self._db()
-        found = {
-            table: find_gaps(engine, table, currency, ids, since, cadence) for table in GAP_TABLES
-        }
-        servable_from, _ = backfill_start(100 * 365, now, settings)
-        notes = [
-            _gap_note(engine, gap, found["price_history"], servable_from)
-            for table in GAP_TABLES
-            for gap in found[table]
-        ]
-        listed = [gap for table in GAP_TABLES for gap in found[table]]
-        scope = f"{len(ids)} coin(s)" if ids else "all coins"
-        window = f" in the last {days} days" if since else ""
-        if not listed:
-            print(f"no gaps in market_snapshots or price_history ({currency}, {scope}{window})")
-            return
-        print(format_gaps(listed, notes))
-        coins_with_gaps = sorted({gap.coin_id for gap in listed})
-        reach = math.ceil((now - min(gap.after for gap in listed)) / timedelta(days=1))
-        print(
-            f"{len(listed)} gap(s) in {len(coins_with_gaps)} coin(s) "
-            f"({currency}, {scope}{window}); to fill what CoinGecko still serves: "
-            f"python etl.py backfill --coins={','.join(coins_with_gaps)} --days={reach} "
-            f"--vs_currency={currency}"
-        )
+        window = None if days is None else _positive_int("days", days, 1)
+        engine = self._db().engine
+        report = gap_report(engine, settings, ids, currency, window, cadence, history_now())
+        print(report.format())
 
     @command
     def init_db(self):
@@ -655,57 +481,5 @@ class CryptoETLPipeline:
         print(f"schema at revision {revision} in {describe(engine)}")
 
 
-def _keep_ohlc_current(engine, client, settings, currency, should_stop) -> str | None:
-    """After a snapshot run: bring candles of the top OHLC_TOP_N coins up to date. A failure
-    here is logged and recorded in its own `ohlc` run; it never fails the snapshot run."""
-    from crypto_etl.pipeline.backfill import history_now, refresh_ohlc
-
-    try:
-        report = refresh_ohlc(engine, client, settings, currency, history_now(), should_stop)
-    except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.error("ohlc: keeping candles current failed: %s (the snapshot run is stored)", detail)
-        return f"ohlc failed: {detail}"
-    if report is None:
-        return None
-    note = (
-        f"ohlc run {report.run_id} {report.status}: {len(report.coins)} coin(s), "
-        f"{report.total('candles_new')} new candles"
-    )
-    if report.failed:
-        note += "; failed: " + ", ".join(r.coin_id for r in report.failed)
-        log.warning("%s", note)
-    return note
-
-
-def _gap_note(engine, gap, price_gaps, servable_from) -> str:
-    """What backfill can do about a gap: CoinGecko serves price history back to `servable_from`."""
-    from crypto_etl.storage.history import price_coverage
-
-    if gap.before <= servable_from:
-        return "older than the plan serves (365 days)"
-    if gap.table == "price_history":
-        return "backfill fills it"
-    coverage = price_coverage(engine, gap.coin_id, gap.vs_currency)
-    overlapped = any(
-        p.coin_id == gap.coin_id and p.after < gap.before and p.before > gap.after
-        for p in price_gaps
-    )
-    if coverage and coverage.first <= gap.after and coverage.last >= gap.before and not overlapped:
-        return "covered in price_history"
-    return "backfill fills it in price_history"
-
-
-def _csv_source(table) -> str:
-    """Where a chart's data comes from, for its subtitle."""
-    when = table.as_of.strftime("%Y-%m-%d %H:%M UTC")
-    snapshots = f"{table.snapshots} snapshots" if table.snapshots > 1 else "1 snapshot"
-    return f"newest of {snapshots} in {table.path.name}, CoinGecko data as of {when}"
-
-
 def main() -> None:
     fire.Fire(CryptoETLPipeline(), name="etl.py")
-
-
-if __name__ == "__main__":
-    main()

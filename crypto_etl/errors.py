@@ -47,3 +47,13 @@ class ValidationFailed(ETLError):
 
 class UnknownCoinError(ETLError):
     """No coin in the data matches the requested id, symbol or name."""
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong, on one line: the first line of the exception's message (for SQLAlchemy's
+    wrapped driver errors, the driver's own message, without the links SQLAlchemy adds). An
+    exception without a message gives its type's name; Ctrl-C (KeyboardInterrupt) "interrupted"."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,10 +1,19 @@
 """Numbers as people read them on charts and in the dashboard: money with its currency, compact
-large figures (1.2 T), prices with enough digits for coins worth a fraction of a cent, ages."""
+large figures (1.2 T), prices with enough digits for coins worth a fraction of a cent, durations."""
 
 from __future__ import annotations
 
 import math
 
+# Interval names (as the API, the analytics and CoinGecko's granularities use them) in words.
+INTERVAL_WORDS = {
+    "5m": "5-minute",
+    "30m": "30-minute",
+    "1h": "hourly",
+    "4h": "4-hour",
+    "1d": "daily",
+    "4d": "4-day",
+}
 CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "krw": "₩"}
 _SCALES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
@@ -16,6 +25,16 @@ def _missing(value: float | None) -> bool:
 def currency_label(vs_currency: str) -> str:
     """USD, EUR, BTC: the currency code as an axis label shows it."""
     return vs_currency.upper()
+
+
+def interval_words(interval: str) -> str:
+    """'1h' -> 'hourly', '4h' -> '4-hour'; an unknown name as it is."""
+    return INTERVAL_WORDS.get(interval, interval)
+
+
+def coin_label(row) -> str:
+    """'Bitcoin (BTC)', from anything with a coin's name and symbol (a dict, a pandas row)."""
+    return f"{row['name']} ({str(row['symbol']).upper()})"
 
 
 def compact(value: float | None, digits: int = 3) -> str:
@@ -79,14 +98,23 @@ def percent(value: float | None, signed: bool = True, digits: int = 2) -> str:
     return f"{value:+.{digits}f} %" if signed else f"{value:.{digits}f} %"
 
 
-def age(seconds: float | None) -> str:
-    """A duration for a human: '45 s', '12 min', '3.5 h', '2.0 days'."""
+def duration(seconds: float | None) -> str:
+    """A length of time in its two largest units, rounded to the second: '45s', '7m', '6m40s',
+    '1h05m', '11h35m', '3d', '2d3h'. The one way durations are written, in the command line's
+    reports, the validation report and the dashboard."""
     if _missing(seconds):
         return "–"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    total = round(abs(seconds))
+    sign = "-" if seconds < 0 and total else ""
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        text = f"{days}d{hours}h" if hours else f"{days}d"
+    elif hours:
+        text = f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    elif minutes:
+        text = f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"
+    else:
+        text = f"{secs}s"
+    return sign + text

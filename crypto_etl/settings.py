@@ -7,6 +7,7 @@ variable and what it expects.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,17 @@ PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
 PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
 DEFAULT_SQLITE_URL = "sqlite:///data/crypto.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# A quote currency as CoinGecko names it (usd, eur, btc) and as vs_currency columns hold it
+# (String(20)): the one rule for the setting, the command line and the API.
+CURRENCY_PATTERN = r"^[A-Za-z0-9]{1,20}$"
+CURRENCY_EXPECTED = "a currency code such as usd or eur"
+
+
+def currency_code(value: object) -> str | None:
+    """`value` as a quote currency code in lower case (" EUR " -> "eur"), or None when it is not
+    one (1 to 20 letters or digits)."""
+    text = str(value).strip().lower()
+    return text if re.fullmatch(CURRENCY_PATTERN, text) else None
 
 
 @dataclass(frozen=True)
@@ -124,9 +136,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     if not base:
         base = PRO_BASE_URL if plan == "pro" else PUBLIC_BASE_URL
 
-    vs = env.get("VS_CURRENCY", "").strip().lower() or "usd"
-    if not vs.isalnum():
-        raise ConfigError(f"VS_CURRENCY must be a currency code such as usd or eur, got {vs!r}")
+    raw_currency = env.get("VS_CURRENCY", "").strip() or "usd"
+    vs = currency_code(raw_currency)
+    if vs is None:
+        raise ConfigError(f"VS_CURRENCY must be {CURRENCY_EXPECTED}, got {raw_currency!r}")
 
     level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
     if level not in LOG_LEVELS:

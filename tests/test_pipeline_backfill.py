@@ -12,21 +12,22 @@ from history_data import NOW, serve_history
 from sqlalchemy import text
 
 from crypto_etl.coingecko.client import CoinGeckoClient
-from crypto_etl.pipeline.backfill import (
+from crypto_etl.coingecko.history import (
     ChartWindow,
     OhlcRequest,
-    backfill,
     backfill_start,
-    chart_windows,
     measured_granularity,
     parse_candles,
     parse_chart,
-    refresh_ohlc,
 )
+from crypto_etl.formatting import duration
+from crypto_etl.pipeline.backfill import backfill, refresh_ohlc
+from crypto_etl.pipeline.backfill_plan import chart_windows
 from crypto_etl.settings import Settings
+from crypto_etl.shaping.history_records import PricePoint
 from crypto_etl.storage.engine import make_engine
-from crypto_etl.storage.gaps import find_gaps, format_duration
-from crypto_etl.storage.history import PricePoint, store_price_points
+from crypto_etl.storage.gaps import find_gaps
+from crypto_etl.storage.history import store_price_points
 from crypto_etl.storage.schema import MarketSnapshot
 
 DAY = timedelta(days=1)
@@ -225,7 +226,7 @@ def test_gaps_follow_the_recorded_granularity(engine):
     assert [(g.coin_id, g.after, g.before, g.expected_seconds) for g in gaps] == [
         ("bitcoin", five_minute[-1].ts, after_a_hole[0].ts, 300)
     ]
-    assert format_duration(gaps[0].missing) == "11h35m"
+    assert duration(gaps[0].missing.total_seconds()) == "11h35m"
     assert find_gaps(engine, "price_history", "usd", ["ethereum"]) == []
     assert find_gaps(engine, "price_history", "usd", since=after_a_hole[0].ts) == []
 

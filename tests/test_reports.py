@@ -23,8 +23,16 @@ from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "etl.py")
-WIDE = charts.pixel_size("wide")
-SQUARE = charts.pixel_size("square")
+
+
+def pixel_size(kind: str) -> tuple[int, int]:
+    """(width, height) in pixels of a chart of this kind: its size in inches times the DPI."""
+    width, height = charts.FIGURE_INCHES[kind]
+    return round(width * charts.DPI), round(height * charts.DPI)
+
+
+WIDE = pixel_size("wide")
+SQUARE = pixel_size("square")
 CHART_COMMANDS = ("visualize", "candlestick", "correlation")
 
 
@@ -199,3 +207,29 @@ def test_each_chart_command_has_help_with_an_example(cli):
     listing = proc.stdout + proc.stderr  # fire prints help to stderr when not on a terminal
     for name in CHART_COMMANDS:
         assert name in listing
+
+
+def test_the_heatmap_and_the_api_compute_one_correlation(cli, top50_csv, sqlite_url):
+    """The command line's heatmap and /api/v1/market/correlation use one function with one
+    interval rule, so on the same data they give the same interval, coins and matrix."""
+    from fastapi.testclient import TestClient
+
+    from crypto_etl.analytics.correlation import returns_correlation
+    from crypto_etl.api.app import create_app
+    from crypto_etl.reports.inputs import history_points, open_database, read_chart_csv
+    from crypto_etl.settings import Settings
+
+    seed_market(sqlite_url)
+    proc = cli("correlation", f"--csv_path={top50_csv}", "--save_path=corr.png", db_url=sqlite_url)
+    assert_ok(proc)
+    assert "correlation of daily returns of 10 coins" in proc.stderr
+    table = read_chart_csv(top50_csv)
+    wanted = list(table.latest.dropna(subset=["market_cap"]).head(10)["id"])
+    points, _ = history_points(open_database(sqlite_url), table, wanted, 30)
+    drawn = returns_correlation(points, wanted)
+    with TestClient(create_app(Settings(database_url=sqlite_url))) as client:
+        params = {"top_n": 10, "days": 30, "end": table.as_of.isoformat()}
+        body = client.get("/api/v1/market/correlation", params=params).json()
+    assert (body["interval"], body["coins"]) == (drawn.interval, drawn.coins) == ("1d", wanted)
+    served = np.array([[np.nan if v is None else v for v in row] for row in body["matrix"]])
+    assert served == pytest.approx(drawn.matrix.to_numpy(), nan_ok=True)

@@ -444,9 +444,9 @@ def test_stale_after_can_be_changed():
     strict = validate(frame, now=FETCHED_AT[TOP250], stale_after=timedelta(minutes=3))
 
     assert rule(lenient, "stale").passed
-    assert rule(lenient, "stale").description == "last_updated within 72h of the fetch"
+    assert rule(lenient, "stale").description == "last_updated within 3d of the fetch"
     assert rule(strict, "stale").failed > 1
-    assert rule(strict, "stale").description == "last_updated within 3 min of the fetch"
+    assert rule(strict, "stale").description == "last_updated within 3m of the fetch"
     assert strict.passed
 
 

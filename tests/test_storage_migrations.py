@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import ADMIN_URL
+from helpers import head_revision
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import ProgrammingError
 
 from crypto_etl.errors import ConfigError
-from crypto_etl.storage.engine import head_revision, init_db, make_engine
+from crypto_etl.storage.engine import init_db, make_engine
 
 PASSWORD = "s3cret'with%odd\\chars"
 

@@ -1,10 +1,10 @@
-"""The REST API: read-only market data over HTTP, typed and documented (Swagger UI at /docs, ReDoc
-at /redoc).
+"""The REST API's app factory: read-only market data over HTTP, typed and documented (Swagger UI at
+/docs, ReDoc at /redoc).
 
-Served by the entry point at the repository root: `uvicorn api:app --host 0.0.0.0 --port 8000` (add
-`--workers 2` to use two cores).
-Settings come from the environment (config.load_settings): DATABASE_URL, API_KEY, CORS_ORIGINS,
-ETL_INTERVAL_SECONDS, VS_CURRENCY, API_CACHE_CHECK_SECONDS.
+Served by the entry point at the repository root: `uvicorn api:app --host 0.0.0.0 --port 8000`
+(add `--workers 2` to use two cores). Settings come from the environment
+(crypto_etl.settings.load_settings): DATABASE_URL, API_KEY, CORS_ORIGINS, ETL_INTERVAL_SECONDS,
+VS_CURRENCY, API_CACHE_CHECK_SECONDS.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from crypto_etl.api import metrics as api_metrics
 from crypto_etl.api.cache import ResponseCache
-from crypto_etl.api.deps import API_KEY_HEADER, SessionDep, make_read_only, require_api_key
-from crypto_etl.api.errors import DATABASE_DOWN, error_response, install_error_handlers
-from crypto_etl.api.routes import cryptos as api_routes
-from crypto_etl.api.schemas import ErrorResponse, Health, Ready
+from crypto_etl.api.deps import API_KEY_HEADER, make_read_only, require_api_key
+from crypto_etl.api.errors import install_error_handlers
+from crypto_etl.api.metrics import MetricsMiddleware
+from crypto_etl.api.routes import cryptos, market, operations, pipeline
+from crypto_etl.api.schemas import ErrorResponse
 from crypto_etl.errors import ConfigError
 from crypto_etl.settings import Settings, load_settings
-from crypto_etl.storage.engine import describe, first_line, make_engine
+from crypto_etl.storage.engine import describe, make_engine
 
 log = logging.getLogger("api")
 
@@ -81,43 +79,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "HEAD", "OPTIONS"],
             allow_headers=[API_KEY_HEADER],
         )
-    app.add_middleware(api_metrics.MetricsMiddleware)
-    app.include_router(operations)
-    app.include_router(api_metrics.router)
-    if settings.api_key:
-        app.include_router(
-            api_routes.router,
-            dependencies=[Depends(require_api_key)],
-            responses={401: {"model": ErrorResponse, "description": "X-API-Key missing or wrong"}},
-        )
-    else:
-        app.include_router(api_routes.router)
+    app.add_middleware(MetricsMiddleware)
+    app.include_router(operations.router)
+    # The API key dependency is added only when API_KEY is set, so that the OpenAPI description
+    # asks for the key exactly when the server does.
+    for resource in (cryptos, market, pipeline):
+        if settings.api_key:
+            app.include_router(
+                resource.router,
+                dependencies=[Depends(require_api_key)],
+                responses={
+                    401: {"model": ErrorResponse, "description": "X-API-Key missing or wrong"}
+                },
+            )
+        else:
+            app.include_router(resource.router)
     return app
-
-
-operations = APIRouter(tags=["operations"])
-
-
-@operations.get("/health", response_model=Health, summary="Liveness")
-def health() -> Health:
-    """The process answers; the database is not touched."""
-    return Health()
-
-
-@operations.get(
-    "/ready",
-    response_model=Ready,
-    summary="Readiness",
-    responses={503: {"model": ErrorResponse, "description": "The database does not answer"}},
-)
-def ready(session: SessionDep):
-    """200 when the database answers and has the schema, 503 otherwise."""
-    try:
-        revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except SQLAlchemyError as exc:
-        log.warning("not ready: %s", first_line(exc))
-        return error_response(503, DATABASE_DOWN)
-    return Ready(database=session.get_bind().dialect.name, revision=revision)
 
 
 def app_from_environment() -> FastAPI:

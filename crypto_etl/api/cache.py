@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from crypto_etl.errors import first_line
 from crypto_etl.storage import queries
-from crypto_etl.storage.engine import first_line
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What routes receive through dependencies: the request's database session, the settings, the
-response cache, the API key check and the shared query parameters."""
+response cache, the API key check, the quote currency and the coin id."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from crypto_etl.api.cache import ResponseCache
-from crypto_etl.settings import Settings
+from crypto_etl.settings import CURRENCY_PATTERN, Settings, currency_code
 
 API_KEY_HEADER = "X-API-Key"
-# Query-string text: printable only (a NUL byte would reach the database driver).
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 
 def make_read_only(engine: Engine) -> Engine:
@@ -89,12 +87,14 @@ async def _vs_currency(
         str | None,
         Query(
             description="Quote currency such as usd or eur (default: the server's VS_CURRENCY)",
-            pattern=r"^[A-Za-z0-9]{1,20}$",
+            pattern=CURRENCY_PATTERN,
             examples=["usd"],
         ),
     ] = None,
 ) -> str:
-    return (vs_currency or settings.vs_currency).lower()
+    if vs_currency is None:
+        return settings.vs_currency
+    return currency_code(vs_currency) or settings.vs_currency  # the pattern has checked it
 
 
 VsCurrency = Annotated[str, Depends(_vs_currency)]

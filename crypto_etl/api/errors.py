@@ -13,8 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from crypto_etl.api.schemas import ErrorDetail, ErrorInfo, ErrorResponse
-from crypto_etl.errors import DatabaseError
-from crypto_etl.storage.engine import first_line
+from crypto_etl.errors import DatabaseError, first_line
 
 log = logging.getLogger(__name__)
 

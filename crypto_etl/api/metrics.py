@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latencies by route template, and the age of the newest data.
+"""Prometheus metrics: requests and latencies by route template, and the age of the newest data
+(served at /metrics by crypto_etl.api.routes.operations).
 
 With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder before starting so
 that /metrics adds up every worker (prometheus-client's multiprocess mode)."""
@@ -6,26 +7,9 @@ that /metrics adds up every worker (prometheus-client's multiprocess mode)."""
 from __future__ import annotations
 
 import logging
-import os
 import time
-from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-from sqlalchemy.exc import SQLAlchemyError
-
-from crypto_etl.api.deps import SessionDep
-from crypto_etl.storage import queries
-from crypto_etl.storage.engine import first_line
+from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +60,3 @@ class MetricsMiddleware:
             method = scope["method"] if scope["method"] in METHODS else "other"
             REQUESTS.labels(method, route, str(status)).inc()
             LATENCY.labels(method, route).observe(time.perf_counter() - started)
-
-
-router = APIRouter(tags=["operations"])
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
-)
-def metrics(session: SessionDep) -> Response:
-    """Request counts, latency histograms and data age, in the Prometheus text format. Open even
-    when API_KEY is set; a database outage leaves the data-age gauges as they were."""
-    try:
-        now = datetime.now(UTC)
-        for table, _column, newest, _scheduled in queries.newest_per_table(session):
-            if newest is not None:
-                DATA_AGE.labels(table).set((now - newest).total_seconds())
-    except SQLAlchemyError as exc:
-        log.warning("metrics: cannot read data age: %s", first_line(exc))
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

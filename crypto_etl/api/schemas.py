@@ -6,10 +6,13 @@ fractions (0.01 is 1 %).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from crypto_etl.run_status import RunStatus
 
 BITCOIN = {
     "coin_id": "bitcoin",
@@ -250,12 +253,15 @@ class Correlation(BaseModel):
 
 
 class Run(BaseModel):
+    """One row of etl_runs, read straight from the table."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     command: str = Field(examples=["run"])
-    status: str = Field(examples=["success"], description="running, success, partial or failed")
+    status: RunStatus = Field(examples=["success"])
     started_at: datetime
     finished_at: datetime | None = None
-    duration_seconds: float | None = None
     vs_currency: str | None = None
     rows_extracted: int
     rows_loaded: int
@@ -264,6 +270,13 @@ class Run(BaseModel):
     source: str | None = None
     error_message: str | None = None
 
+    @computed_field(description="finished_at - started_at in seconds; null while running")
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
 
 class RunList(BaseModel):
     data: list[Run]
@@ -271,6 +284,10 @@ class RunList(BaseModel):
 
 
 class RejectedRowOut(BaseModel):
+    """One row of rejected_rows, its `raw` JSON text decoded."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     run_id: int | None = None
     coin_id: str | None = Field(None, examples=["bitcoin"])
@@ -279,6 +296,17 @@ class RejectedRowOut(BaseModel):
     reason: str = Field(examples=["negative price, market cap, volume or supply"])
     rejected_at: datetime
     raw: dict[str, Any] = Field(description="The row as it was read, every field")
+
+    @field_validator("raw", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        """The stored JSON text as an object; text that is not JSON is kept under `unparsed`."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return {"unparsed": value}
+        return value if isinstance(value, dict) else {"value": value}
 
 
 class RejectedRowList(BaseModel):

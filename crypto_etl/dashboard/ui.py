@@ -51,10 +51,6 @@ def seconds_since(value: str | None) -> float | None:
     return None if value is None else (datetime.now(UTC) - utc(value)).total_seconds()
 
 
-def coin_label(row: dict[str, Any] | pd.Series) -> str:
-    return f"{row['name']} ({str(row['symbol']).upper()})"
-
-
 def currency(rows: list[dict[str, Any]] | pd.DataFrame, default: str = "usd") -> str:
     if isinstance(rows, pd.DataFrame):
         return str(rows["vs_currency"].iloc[0]) if len(rows) else default
@@ -79,4 +75,4 @@ def show(fig: go.Figure) -> None:
 
 
 def age_text(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{fmt.age(seconds)} ago"
+    return "–" if seconds is None else f"{fmt.duration(seconds)} ago"

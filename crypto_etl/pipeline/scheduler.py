@@ -1,14 +1,16 @@
 """Run a job at a fixed cadence until stopped: a failed run is logged and retried at the next tick,
-and SIGINT or SIGTERM stop the loop cleanly between steps."""
+and SIGINT or SIGTERM stop the loop cleanly between steps. Also how a long command that is not
+scheduled (a backfill) turns SIGTERM into a stop."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +74,18 @@ def run_every(
         if stop.wait(next_tick - now):
             break
     return runs, failures
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a long command like Ctrl-C does (a KeyboardInterrupt in the main thread), so
+    that its run is recorded as cancelled."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,9 +1,9 @@
 """PNG charts for reports, drawn with matplotlib (no display needed).
 
-Each function takes chart-ready frames (see analytics and chart_inputs), writes one PNG of a fixed
-pixel size (FIGURE_INCHES x DPI) and returns its path. Every chart has a title, a subtitle saying
-what the data is and when it is from, axis labels with units and currency, and a legend where
-colours carry meaning.
+Each function takes chart-ready frames (see crypto_etl.analytics and crypto_etl.reports.inputs),
+writes one PNG of a fixed pixel size (FIGURE_INCHES x DPI) and returns its path. Every chart has a
+title, a subtitle saying what the data is and when it is from, axis labels with units and
+currency, and a legend where colours carry meaning.
 """
 
 from __future__ import annotations
@@ -24,26 +24,12 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from crypto_etl import formatting as fmt
-from crypto_etl.analytics import series as analytics
+from crypto_etl.analytics import market
 
 DPI = 150
 FIGURE_INCHES = {"wide": (12.0, 7.0), "square": (10.0, 8.5)}
 UP, DOWN, NEUTRAL = "#1a9850", "#d73027", "#9e9e9e"
-INTERVAL_WORDS = {
-    "5m": "5-minute",
-    "30m": "30-minute",
-    "1h": "hourly",
-    "4h": "4-hour",
-    "1d": "daily",
-    "4d": "4-day",
-}
 MAX_ANNOTATED_CELLS = 15  # a heatmap larger than this shows colours only
-
-
-def pixel_size(kind: str) -> tuple[int, int]:
-    """(width, height) in pixels of a chart of this kind."""
-    width, height = FIGURE_INCHES[kind]
-    return round(width * DPI), round(height * DPI)
 
 
 def _figure(kind: str) -> Figure:
@@ -64,11 +50,6 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _utc(ts: pd.Timestamp) -> str:
     return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
-
-
-def coin_label(row) -> str:
-    """'Bitcoin (BTC)'."""
-    return f"{row['name']} ({str(row['symbol']).upper()})"
 
 
 def _money_axis(vs_currency: str):
@@ -95,14 +76,14 @@ def market_share_chart(
     latest: pd.DataFrame, vs_currency: str, source: str, path: str | Path, top_n: int = 10
 ) -> Path:
     """Donut of the market cap shares of the `top_n` largest coins and the rest as 'Others'."""
-    share = analytics.market_share(latest.set_index("id")["market_cap"], top_n)
-    labels_by_id = {row["id"]: coin_label(row) for _, row in latest.iterrows()}
+    share = market.market_share(latest.set_index("id")["market_cap"], top_n)
+    labels_by_id = {row["id"]: fmt.coin_label(row) for _, row in latest.iterrows()}
     total = float(share["market_cap"].sum())
     fig = _figure("wide")
     ax = fig.add_subplot()
     palette = matplotlib.colormaps["tab20"].colors
     colours = [
-        NEUTRAL if coin == analytics.OTHERS else palette[i % len(palette)]
+        NEUTRAL if coin == market.OTHERS else palette[i % len(palette)]
         for i, coin in enumerate(share["coin_id"])
     ]
     wedges, *_ = ax.pie(
@@ -117,11 +98,11 @@ def market_share_chart(
     )
     ax.text(0, 0.06, "Total market cap", ha="center", fontsize=11, color="#555555")
     ax.text(0, -0.1, fmt.money(total, vs_currency), ha="center", fontsize=17, fontweight="bold")
-    named = share[share["coin_id"] != analytics.OTHERS]
+    named = share[share["coin_id"] != market.OTHERS]
     rest = int((latest["market_cap"] > 0).sum()) - len(named)
 
     def name(coin: str) -> str:
-        return f"Others ({rest} coins)" if coin == analytics.OTHERS else labels_by_id[coin]
+        return f"Others ({rest} coins)" if coin == market.OTHERS else labels_by_id[coin]
 
     legend = [
         f"{name(coin)}   {s * 100:.1f} %   {fmt.money(cap, vs_currency)}"
@@ -163,7 +144,7 @@ def price_chart(
     ax.set_xlim(low, prices.max() * 60)
     for yi, value in zip(y, prices, strict=True):
         ax.text(value * 1.15, yi, fmt.price(value, vs_currency), va="center", fontsize=9)
-    ax.set_yticks(y, [coin_label(row) for _, row in top.iterrows()], fontsize=9)
+    ax.set_yticks(y, [fmt.coin_label(row) for _, row in top.iterrows()], fontsize=9)
     ax.set_xlabel(f"Price ({fmt.currency_label(vs_currency)}, log scale)")
     ax.xaxis.set_major_formatter(_log_axis())
     ax.grid(axis="x", alpha=0.3, which="major")
@@ -175,7 +156,7 @@ def price_chart(
 
 def change_chart(latest: pd.DataFrame, source: str, path: str | Path, n: int = 10) -> Path:
     """Diverging bars of the biggest 24h price gains and losses."""
-    gainers, losers = analytics.top_movers(latest, n)
+    gainers, losers = market.top_movers(latest, n)
     moves = pd.concat([gainers, losers]).sort_values("price_change_percentage_24h")
     fig = _figure("wide")
     ax = fig.add_subplot()
@@ -196,7 +177,7 @@ def change_chart(latest: pd.DataFrame, source: str, path: str | Path, n: int = 1
             ha="left" if value >= 0 else "right",
             fontsize=9,
         )
-    ax.set_yticks(y, [coin_label(row) for _, row in moves.iterrows()], fontsize=9)
+    ax.set_yticks(y, [fmt.coin_label(row) for _, row in moves.iterrows()], fontsize=9)
     ax.set_xlabel("Price change over 24 hours (%)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
@@ -358,7 +339,7 @@ def correlation_chart(
                 text = "n/a" if np.isnan(value) else f"{value:.2f}"
                 colour = "white" if not np.isnan(value) and abs(value) > 0.6 else "black"
                 ax.text(j, i, text, ha="center", va="center", fontsize=size, color=colour)
-    words = INTERVAL_WORDS.get(interval, interval)
+    words = fmt.interval_words(interval)
     bar = fig.colorbar(image, ax=ax, shrink=0.85)
     bar.set_label(f"Pearson correlation of {words} returns (-1 to +1)")
     ax.set_xlabel("Coin")

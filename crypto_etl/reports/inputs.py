@@ -14,17 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from crypto_etl.analytics import series as analytics
-from crypto_etl.errors import InputFileError, UnknownCoinError
+from crypto_etl.analytics import candles as candle_math
+from crypto_etl.analytics import market, series
+from crypto_etl.errors import InputFileError, UnknownCoinError, first_line
 from crypto_etl.shaping.snapshot_table import read_snapshot_csv
 from crypto_etl.storage import queries
-from crypto_etl.storage.engine import describe, first_line, has_table, make_engine
-from crypto_etl.storage.schema import Ohlc
+from crypto_etl.storage.engine import describe, has_table, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def read_chart_csv(path: str | Path) -> SnapshotTable:
         log.warning("%s mixes currencies; charting the %s rows only", path, currency.upper())
     usable = usable[currencies == currency].reset_index(drop=True)
     usable["snapshot_at"] = usable["snapshot_at"].fillna(usable["last_updated"])
-    return SnapshotTable(path, usable, analytics.latest_per_coin(usable), currency)
+    return SnapshotTable(path, usable, market.latest_per_coin(usable), currency)
 
 
 def find_coin(table: SnapshotTable, query: str) -> pd.Series:
@@ -152,7 +152,7 @@ def snapshot_points(table: SnapshotTable, coin_ids: list[str]) -> dict[str, pd.D
     rows = table.rows[table.rows["id"].isin(coin_ids)]
     points = rows.rename(columns={"last_updated": "ts", "current_price": "price"})
     return {
-        coin: analytics.combine_points(group)
+        coin: series.combine_points(group)
         for coin, group in points.groupby("id", sort=False)
         if len(group) > 0
     }
@@ -178,7 +178,7 @@ def history_points(
     for coin in coin_ids:
         parts = [p for p in (from_csv.get(coin), from_db.get(coin)) if p is not None]
         if parts:
-            points = analytics.combine_points(*parts)
+            points = series.combine_points(*parts)
             merged[coin] = points[points["ts"] >= pd.Timestamp(start)]
     source = "database history and the CSV's snapshots" if from_db else "the CSV's snapshots"
     return merged, source
@@ -188,11 +188,7 @@ def _stored_ohlc(engine: Engine, coin_id: str, vs_currency: str) -> Candles | No
     """CoinGecko's stored candles of the interval that best fills a chart: the one with the most
     candles up to MAX_CANDLES, else the one with the fewest."""
     with Session(engine) as session:
-        counts = session.execute(
-            select(Ohlc.interval, func.count())
-            .where(Ohlc.coin_id == coin_id, Ohlc.vs_currency == vs_currency)
-            .group_by(Ohlc.interval)
-        ).all()
+        counts = queries.ohlc_interval_counts(session, coin_id, vs_currency)
         if not counts:
             return None
         fitting = [(n, i) for i, n in counts if n <= MAX_CANDLES]
@@ -207,8 +203,8 @@ def _history_candles(engine: Engine, coin_id: str, vs_currency: str) -> Candles 
     points = points.get(coin_id)
     if points is None or len(points) < 2:
         return None
-    interval = analytics.candle_interval(points["ts"], MAX_CANDLES)
-    frame = analytics.candles_from_points(points, interval)
+    interval = candle_math.candle_interval(points["ts"], MAX_CANDLES)
+    frame = candle_math.candles_from_points(points, interval)
     return Candles(frame, f"{interval} candles built from the database's price history", len(frame))
 
 
@@ -227,7 +223,7 @@ def coin_candles(engine: Engine | None, table: SnapshotTable, coin: pd.Series) -
             if candles is not None and not candles.frame.empty:
                 found.append(candles)
     rows = table.rows[table.rows["id"] == coin["id"]]
-    frame = analytics.candles_from_snapshots(rows)
+    frame = candle_math.candles_from_snapshots(rows)
     found.append(
         Candles(
             frame,

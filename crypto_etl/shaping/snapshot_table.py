@@ -17,11 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from crypto_etl.errors import InputFileError
+from crypto_etl.errors import InputFileError, first_line
 
 TEXT_COLUMNS = ("id", "symbol", "name", "image", "roi_currency", "vs_currency")
 TIMESTAMP_COLUMNS = ("ath_date", "atl_date", "last_updated", "snapshot_at")
-INTEGER_COLUMNS = ("market_cap_rank",)
 # Stable CSV column order: the API row's own order, roi flattened in its place, then our two fields.
 CSV_COLUMNS = (
     "id",
@@ -209,12 +208,13 @@ def read_snapshot_csv(path: str | Path) -> pd.DataFrame:
             path, engine="pyarrow", dtype=text, keep_default_na=False, na_values=[""]
         )
     except Exception as exc:  # pyarrow raises its own error types for malformed files
-        raise InputFileError(f"CSV file {path} is malformed: {str(exc).splitlines()[0]}") from None
+        raise InputFileError(f"CSV file {path} is malformed: {first_line(exc)}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return normalise_types(frame.loc[:, list(header)])
 
 
-def _check_file(path: Path) -> None:
+def check_csv_file(path: Path) -> None:
+    """The one check of a snapshot CSV file before it is read: it exists and is not empty."""
     if not path.is_file():
         raise InputFileError(
             f"CSV file {path} does not exist; create it with `python etl.py transform`"
@@ -226,7 +226,7 @@ def _check_file(path: Path) -> None:
 def read_csv_header(path: str | Path) -> list[str]:
     """The header of a snapshot CSV, checked against CSV_COLUMNS."""
     path = Path(path)
-    _check_file(path)
+    check_csv_file(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:  # tolerate Excel's BOM
             header = next(csv.reader(fh), [])

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from crypto_etl.formatting import duration
 from crypto_etl.shaping.snapshot_table import NUMERIC_COLUMNS, TIMESTAMP_COLUMNS
 
 REQUIRED_COLUMNS = ("id", "symbol", "name", "current_price", "last_updated", "vs_currency")
@@ -205,7 +206,7 @@ def validate_snapshots(
     add(
         "stale",
         "warning",
-        f"last_updated within {_human(stale_after)} of the fetch",
+        f"last_updated within {duration(stale_after.total_seconds())} of the fetch",
         stale,
         "stale",
     )
@@ -229,12 +230,3 @@ def validate_snapshots(
         rejected_rule=rule_of[rejected],
         rejected_reason=reasons[rejected].str.rstrip("; "),
     )
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds}s"

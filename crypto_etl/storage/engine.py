@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from crypto_etl.errors import ConfigError, DatabaseError
+from crypto_etl.errors import ConfigError, DatabaseError, first_line
 
 log = logging.getLogger(__name__)
 # Shipped inside the package, so an installed package can migrate its database.
@@ -60,16 +60,6 @@ def alembic_config(engine: Engine):
     return cfg
 
 
-def head_revision() -> str:
-    """The newest migration's revision id."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
-
-
 def init_db(engine: Engine) -> str:
     """Create or upgrade the schema to the newest migration; returns the revision reached."""
     from alembic import command
@@ -98,7 +88,26 @@ def has_table(engine: Engine, name: str) -> bool:
     return inspect(engine).has_table(name)
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, without SQLAlchemy's background links."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+class Database:
+    """The pipeline's database, opened on first use: the engine made and the schema migrated once,
+    when a command first needs it (so that a step that needs no database still works without
+    one)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @classmethod
+    def of(cls, engine: Engine) -> Database:
+        """A Database on an engine whose schema is already migrated."""
+        database = cls(engine.url.render_as_string(hide_password=False))
+        database._engine = engine
+        return database
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            engine = make_engine(self.url)
+            init_db(engine)
+            self._engine = engine
+        return self._engine

@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, bindparam, column, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from crypto_etl.errors import DatabaseError
-from crypto_etl.storage.engine import first_line
+from crypto_etl.errors import DatabaseError, first_line
+from crypto_etl.shaping.history_records import GRANULARITY_SECONDS
 from crypto_etl.storage.schema import UTCDateTime
 
 GAP_FACTOR = 1.5
-GRANULARITY_SECONDS = {"5m": 300, "1h": 3600, "1d": 86400}
 DEFAULT_SNAPSHOT_INTERVAL_SECONDS = 300  # the default cadence of `python etl.py schedule`
 GAP_TABLES = ("market_snapshots", "price_history")
 
@@ -118,42 +117,3 @@ def find_gaps(
         Gap(table, coin, vs, after, before, int(expected))
         for coin, vs, after, before, expected in rows
     ]
-
-
-def format_duration(delta: timedelta) -> str:
-    """2d3h, 1h05m, 25m: the two largest units, readable at a glance."""
-    minutes = int(delta.total_seconds() // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
-    return f"{minutes}m"
-
-
-def format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
-def format_gaps(gaps: Sequence[Gap], notes: Sequence[str]) -> str:
-    """A plain-text table, one gap per line, with a note on what backfill can do about each."""
-    header = ("table", "coin", "currency", "after (UTC)", "before (UTC)", "missing", "every", "")
-    lines = [
-        (
-            g.table,
-            g.coin_id,
-            g.vs_currency,
-            format_time(g.after),
-            format_time(g.before),
-            f"{format_duration(g.missing)} (~{g.missing_points} pts)",
-            format_duration(timedelta(seconds=g.expected_seconds)),
-            note,
-        )
-        for g, note in zip(gaps, notes, strict=True)
-    ]
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *lines]
-    )

@@ -1,5 +1,5 @@
-"""The REST API's SQL: read-only queries over the pipeline's tables, the same on SQLite and
-PostgreSQL. Functions take a Session and return plain rows (dicts) or DataFrames."""
+"""The read queries of the API and the reports: read-only SQL over the pipeline's tables, the same
+on SQLite and PostgreSQL. Functions take a Session and return plain rows (dicts) or DataFrames."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import FunctionElement
 
-from crypto_etl.analytics import series as analytics
+from crypto_etl.analytics import series
 from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 SNAPSHOT_COLUMNS = [c for c in MarketSnapshot.__table__.columns]
@@ -47,6 +48,11 @@ OrderBy = Literal[
     "name",
 ]
 ORDERABLE = get_args(OrderBy)
+
+
+def schema_revision(session: Session) -> str | None:
+    """The schema's Alembic revision (raises when the database has no schema yet)."""
+    return session.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def data_version(session: Session) -> tuple[Any, ...]:
@@ -264,9 +270,9 @@ def history_points(
         params = {"coin_id": coin_id, "vs_currency": vs_currency, "start": start, "end": end}
         matrix = _float_matrix(session, "points", params)
         from_snapshots = matrix[:, 0] == 0
-        points = analytics.combine_points(
-            _series_frame(matrix[from_snapshots, 1:], analytics.POINT_COLUMNS),
-            _series_frame(matrix[~from_snapshots, 1:], analytics.POINT_COLUMNS),
+        points = series.combine_points(
+            _series_frame(matrix[from_snapshots, 1:], series.POINT_COLUMNS),
+            _series_frame(matrix[~from_snapshots, 1:], series.POINT_COLUMNS),
         )
         if not points.empty:
             result[coin_id] = points
@@ -284,13 +290,23 @@ def ohlc_candles(
         "start": start,
         "end": end,
     }
-    return _series_frame(_float_matrix(session, "ohlc", params), analytics.CANDLE_COLUMNS)
+    return _series_frame(_float_matrix(session, "ohlc", params), series.CANDLE_COLUMNS)
+
+
+def ohlc_interval_counts(session: Session, coin_id: str, vs_currency: str) -> list[tuple[str, int]]:
+    """(interval, candles stored) of one coin's CoinGecko candles."""
+    stmt = (
+        select(Ohlc.interval, func.count())
+        .where(Ohlc.coin_id == coin_id, Ohlc.vs_currency == vs_currency)
+        .group_by(Ohlc.interval)
+    )
+    return [(interval, count) for interval, count in session.execute(stmt)]
 
 
 def snapshot_24h_rows(
     session: Session, coin_id: str, vs_currency: str, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """The snapshot fields a 24h candle is made of, for analytics.candles_from_snapshots."""
+    """The snapshot fields a 24h candle is made of, for analytics.candles.candles_from_snapshots."""
     params = {"coin_id": coin_id, "vs_currency": vs_currency, "start": start, "end": end}
     columns = ("last_updated", "current_price", "price_change_24h", "high_24h", "low_24h")
     return _series_frame(_float_matrix(session, "snapshot_24h", params), columns)

@@ -1,17 +1,16 @@
 """The `etl_runs` journal: one row per pipeline run or single step, opened and closed in their own
-short transactions so that a failed load still leaves its run recorded as failed."""
+short transactions so that a failed load still leaves its run recorded as failed. The pipeline
+decides when (crypto_etl.pipeline.journal); this module only writes the rows."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import Engine, update
 
+from crypto_etl.clock import utcnow
+from crypto_etl.run_status import RunStatus
 from crypto_etl.storage.schema import EtlRun
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+ERROR_MESSAGE_MAX_CHARS = 2000
 
 
 def start_run(
@@ -22,7 +21,7 @@ def start_run(
         result = conn.execute(
             EtlRun.__table__.insert().values(
                 command=command,
-                status="running",
+                status=RunStatus.RUNNING.value,
                 started_at=utcnow(),
                 vs_currency=vs_currency,
                 source=source,
@@ -35,12 +34,21 @@ def start_run(
         return int(result.inserted_primary_key[0])
 
 
-def finish_run(engine: Engine, run_id: int, status: str, **counts: int | str | None) -> None:
-    """Close a run with its status (success, partial, failed, cancelled), counts and error."""
+def finish_run(
+    engine: Engine,
+    run_id: int,
+    status: RunStatus,
+    error_message: str | None = None,
+    **counts: int | str | None,
+) -> None:
+    """Close a run with its status, its row counts (rows_extracted, rows_loaded, rows_rejected,
+    rows_skipped; None leaves a count as it is), its source and its error, if any."""
     values = {k: v for k, v in counts.items() if v is not None}
+    if error_message is not None:
+        values["error_message"] = error_message[:ERROR_MESSAGE_MAX_CHARS]
     with engine.begin() as conn:
         conn.execute(
             update(EtlRun)
             .where(EtlRun.id == run_id)
-            .values(status=status, finished_at=utcnow(), **values)
+            .values(status=RunStatus(status).value, finished_at=utcnow(), **values)
         )

@@ -103,7 +103,7 @@ class EtlRun(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     command: Mapped[str] = mapped_column(String(50))
-    status: Mapped[str] = mapped_column(String(20))  # running, success, partial, failed
+    status: Mapped[str] = mapped_column(String(20))  # a crypto_etl.run_status.RunStatus value
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     vs_currency: Mapped[str | None] = mapped_column(String(20))

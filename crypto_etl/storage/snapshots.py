@@ -1,9 +1,9 @@
 """Loading snapshot tables into the database: the history, the coin list and the quarantine.
 
 A load is one transaction: the new snapshots, the coins they mention and the rejected rows commit
-together or not at all. On PostgreSQL the CSV streams through COPY into a temporary staging table
-(while pandas validates the same file on the other core) and moves over with one
-`INSERT ... SELECT ... ON CONFLICT DO NOTHING`; on SQLite the valid rows go in as a batched upsert.
+together or not at all. The snapshots go through the one bulk writer (crypto_etl.storage.bulk); on
+PostgreSQL the server parses the CSV itself while pandas validates the same file on the other
+core.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import hashlib
 import json
 import logging
 import math
-import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,9 +23,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 
-from crypto_etl.errors import DatabaseError, InputFileError
+from crypto_etl.errors import InputFileError, first_line
 from crypto_etl.shaping.snapshot_table import (
     CSV_COLUMNS,
     NUMERIC_COLUMNS,
@@ -34,16 +33,19 @@ from crypto_etl.shaping.snapshot_table import (
     read_snapshot_csv,
 )
 from crypto_etl.shaping.validation import ValidationReport, validate_snapshots
-from crypto_etl.storage.engine import first_line
+from crypto_etl.storage.bulk import (
+    Selection,
+    append_skip_existing,
+    copy_file,
+    create_stage,
+    write_transaction,
+)
 from crypto_etl.storage.schema import Coin, MarketSnapshot, RejectedRow
 
 log = logging.getLogger(__name__)
-SQLITE_BATCH_ROWS = 5000
-COPY_BLOCK_BYTES = 1 << 20
-# Set to "before_commit" by the tests to kill the process just before a load commits.
-FAULT_ENV = "CRYPTO_ETL_FAULT"
 # CSV columns kept in `coins`, not repeated in every snapshot row.
 COIN_ONLY_COLUMNS = ("symbol", "name", "image")
+STORED_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in COIN_ONLY_COLUMNS)
 
 
 @dataclass
@@ -170,10 +172,82 @@ def upsert_coins(conn: Connection, records: list[dict[str, Any]]) -> None:
     conn.execute(stmt, records)
 
 
-def _maybe_fault(point: str) -> None:
-    if os.environ.get(FAULT_ENV) == point:
-        log.warning("fault injection: killing the process at %s", point)
-        os.kill(os.getpid(), 9)
+class SnapshotCsv:
+    """A snapshot CSV as a RowSource for the bulk writer, validated on the way in.
+
+    On PostgreSQL the server parses the file itself: COPY streams it into a typed staging table on
+    one core while pandas reads and validates the same file on the other; if the file holds values
+    the server cannot parse, it is staged as text instead and only valid rows are cast. Rows a
+    critical rule rejects are then deleted from the staging table. On SQLite the valid rows are
+    handed over as records. Either way `frame` and `report` hold what was read and the verdict."""
+
+    def __init__(
+        self,
+        path: Path,
+        header: list[str],
+        validate: Callable[[pd.DataFrame], ValidationReport],
+        run_id: int | None,
+    ) -> None:
+        self.path, self.header, self.validate, self.run_id = path, header, validate, run_id
+        self.frame: pd.DataFrame | None = None
+        self.report: ValidationReport | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [snapshot_column(c) for c in STORED_COLUMNS] + ["run_id"]
+
+    def read(self) -> tuple[pd.DataFrame, ValidationReport]:
+        """The file as a typed frame and its validation report (read once)."""
+        if self.frame is None or self.report is None:
+            self.frame = read_snapshot_csv(self.path)
+            self.report = self.validate(self.frame)
+        return self.frame, self.report
+
+    def records(self) -> list[dict[str, Any]]:
+        frame, report = self.read()
+        return _snapshot_records(frame[report.valid_mask(frame.index)], self.run_id)
+
+    def stage(self, cursor, stage: str, table) -> Selection:
+        import psycopg
+
+        cursor.execute("SET LOCAL timezone = 'UTC'")
+        cursor.execute("SAVEPOINT typed_staging")
+        copier = _CopyThread(
+            cursor.connection.cursor(), _create_staging(cursor, stage, self.header, True), self.path
+        )
+        copier.start()
+        try:
+            frame, report = self.read()
+        finally:
+            copier.join()
+        typed, copied = True, copier.rows
+        if isinstance(copier.error, psycopg.DataError):
+            log.info("the file has values PostgreSQL cannot parse; staging it as text")
+            cursor.execute("ROLLBACK TO SAVEPOINT typed_staging")
+            typed = False
+            try:
+                copied = copy_file(
+                    cursor, _create_staging(cursor, stage, self.header, False), self.path
+                )
+            except psycopg.DataError as exc:
+                raise InputFileError(
+                    f"CSV file {self.path} is malformed: {first_line(exc)}"
+                ) from None
+        elif copier.error is not None:
+            raise copier.error
+        if copied != len(frame):
+            raise InputFileError(
+                f"CSV file {self.path}: the database read {copied} rows but pandas read "
+                f"{len(frame)}; the file is malformed"
+            )
+        rejected_positions = frame.index.get_indexer(report.rejected_rule.index) + 1
+        if len(rejected_positions):
+            cursor.execute(
+                f"DELETE FROM {stage} WHERE row_no = ANY(%s)",
+                ([int(p) for p in rejected_positions],),
+            )
+        values = [_pg_select(c, typed) for c in STORED_COLUMNS] + ["%s"]
+        return Selection(values, (self.run_id,))
 
 
 class _CopyThread(threading.Thread):
@@ -187,75 +261,18 @@ class _CopyThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.rows = _copy_file(self.cursor, self.sql, self.path)
+            self.rows = copy_file(self.cursor, self.sql, self.path)
         except BaseException as exc:  # handed to the main thread
             self.error = exc
 
 
-def _copy_file(cursor, sql: str, path: Path) -> int:
-    with cursor.copy(sql) as copy, path.open("rb") as fh:
-        while block := fh.read(COPY_BLOCK_BYTES):
-            copy.write(block)
-    return cursor.rowcount
-
-
-def _create_staging(cur, header: list[str], typed: bool) -> str:
+def _create_staging(cursor, stage: str, header: list[str], typed: bool) -> str:
+    """The staging table for the CSV's columns (typed, or all text) with each row's position;
+    returns the COPY statement that fills it."""
     columns = ", ".join(f'"{c}" {_pg_type(c) if typed else "text"}' for c in header)
-    cur.execute(f"CREATE TEMP TABLE stage_snapshots ({columns}, row_no bigserial) ON COMMIT DROP")
+    create_stage(cursor, stage, f"{columns}, row_no bigserial")
     quoted = ", ".join(f'"{c}"' for c in header)
-    return f"COPY stage_snapshots ({quoted}) FROM STDIN WITH (FORMAT csv, HEADER true)"
-
-
-def _load_postgresql(
-    conn: Connection, path: Path, header: list[str], validate, run_id: int | None
-) -> tuple[pd.DataFrame, ValidationReport, int]:
-    """COPY into a typed staging table (the database parses while pandas validates); if the file
-    holds values the database cannot parse, stage it as text instead and cast only valid rows."""
-    import psycopg
-
-    raw = conn.connection.driver_connection
-    cur = raw.cursor()
-    cur.execute("SET LOCAL timezone = 'UTC'")
-    cur.execute("SAVEPOINT typed_staging")
-    copier = _CopyThread(raw.cursor(), _create_staging(cur, header, typed=True), path)
-    copier.start()
-    try:
-        frame = read_snapshot_csv(path)
-        report = validate(frame)
-    finally:
-        copier.join()
-    typed, copied = True, copier.rows
-    if isinstance(copier.error, psycopg.DataError):
-        log.info("the file has values PostgreSQL cannot parse; staging it as text")
-        cur.execute("ROLLBACK TO SAVEPOINT typed_staging")
-        typed = False
-        try:
-            copied = _copy_file(cur, _create_staging(cur, header, typed=False), path)
-        except psycopg.DataError as exc:
-            raise InputFileError(f"CSV file {path} is malformed: {first_line(exc)}") from None
-    elif copier.error is not None:
-        raise copier.error
-    if copied != len(frame):
-        raise InputFileError(
-            f"CSV file {path}: the database read {copied} rows but pandas read {len(frame)}; "
-            "the file is malformed"
-        )
-    rejected_positions = frame.index.get_indexer(report.rejected_rule.index) + 1
-    if len(rejected_positions):
-        cur.execute(
-            "DELETE FROM stage_snapshots WHERE row_no = ANY(%s)",
-            ([int(p) for p in rejected_positions],),
-        )
-    stored = [c for c in CSV_COLUMNS if c not in COIN_ONLY_COLUMNS]
-    targets = ", ".join(snapshot_column(c) for c in stored)
-    values = ", ".join(_pg_select(c, typed) for c in stored)
-    cur.execute(
-        f"INSERT INTO market_snapshots ({targets}, run_id) "
-        f"SELECT {values}, %s FROM stage_snapshots s "
-        "ON CONFLICT (coin_id, vs_currency, last_updated) DO NOTHING",
-        (run_id,),
-    )
-    return frame, report, cur.rowcount
+    return f"COPY {stage} ({quoted}) FROM STDIN WITH (FORMAT csv, HEADER true)"
 
 
 def _snapshot_records(valid: pd.DataFrame, run_id: int | None) -> list[dict[str, Any]]:
@@ -271,20 +288,6 @@ def _snapshot_records(valid: pd.DataFrame, run_id: int | None) -> list[dict[str,
     return records
 
 
-def _load_sqlite(
-    conn: Connection, frame: pd.DataFrame, report: ValidationReport, run_id: int | None
-) -> int:
-    valid = frame[report.valid_mask(frame.index)]
-    stmt = sqlite_insert(MarketSnapshot).on_conflict_do_nothing(
-        index_elements=["coin_id", "vs_currency", "last_updated"]
-    )
-    before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
-    records = _snapshot_records(valid, run_id)
-    for start in range(0, len(records), SQLITE_BATCH_ROWS):
-        conn.execute(stmt, records[start : start + SQLITE_BATCH_ROWS])
-    return conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
-
-
 def load_snapshot_csv(
     engine: Engine,
     csv_path: str | Path,
@@ -294,39 +297,23 @@ def load_snapshot_csv(
     future_tolerance: timedelta = timedelta(minutes=5),
 ) -> tuple[LoadResult, ValidationReport]:
     """Validate a snapshot CSV and load it in one transaction: valid rows into market_snapshots
-    and coins, rows that break a critical rule into rejected_rows."""
+    (rows already stored are skipped) and coins, rows that break a critical rule into
+    rejected_rows."""
     path = Path(csv_path)
-    if not path.exists():
-        raise InputFileError(
-            f"CSV file {path} does not exist; create it with `python etl.py transform`"
-        )
-    if path.stat().st_size == 0:
-        raise InputFileError(f"CSV file {path} is empty; run `python etl.py transform` again")
     header = read_csv_header(path)
 
     def validate(frame: pd.DataFrame) -> ValidationReport:
         return validate_snapshots(frame, now, stale_after, future_tolerance)
 
-    try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                frame, report, loaded = _load_postgresql(conn, path, header, validate, run_id)
-            else:
-                frame = read_snapshot_csv(path)
-                report = validate(frame)
-                loaded = _load_sqlite(conn, frame, report, run_id)
-            valid = frame[report.valid_mask(frame.index)]
-            upsert_coins(conn, _coin_records(valid))
-            rejects = _rejected_records(frame, report, run_id, now)
-            if rejects:
-                quarantine(conn, rejects)
-            _maybe_fault("before_commit")
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"load failed and was rolled back: {first_line(exc)}") from exc
-    except Exception as exc:
-        if exc.__class__.__module__.startswith("psycopg"):
-            raise DatabaseError(f"load failed and was rolled back: {first_line(exc)}") from exc
-        raise
+    source = SnapshotCsv(path, header, validate, run_id)
+    with write_transaction(engine, "load", "before_commit") as conn:
+        loaded = append_skip_existing(conn, MarketSnapshot.__table__, source)
+        frame, report = source.read()
+        valid = frame[report.valid_mask(frame.index)]
+        upsert_coins(conn, _coin_records(valid))
+        rejects = _rejected_records(frame, report, run_id, now)
+        if rejects:
+            quarantine(conn, rejects)
     result = LoadResult(
         rows_in=len(frame),
         loaded=loaded,

@@ -8,7 +8,7 @@ import streamlit as st
 
 from crypto_etl import formatting as fmt
 from crypto_etl.dashboard import client as api
-from crypto_etl.dashboard.ui import DOWN, NO_DATA, UP, coin_label, frame, load, show, style, utc
+from crypto_etl.dashboard.ui import DOWN, NO_DATA, UP, frame, load, show, style, utc
 
 # Window -> (length, history interval, candle interval): a few hundred points at most.
 WINDOWS = {
@@ -30,7 +30,7 @@ if not listing["data"]:
     st.info(NO_DATA, icon=":material/info:")
     st.stop()
 
-labels = {row["coin_id"]: coin_label(row) for row in listing["data"]}
+labels = {row["coin_id"]: fmt.coin_label(row) for row in listing["data"]}
 ids = list(labels)
 wanted = st.query_params.get("coin", "bitcoin")
 pick, span = st.columns([3, 2])

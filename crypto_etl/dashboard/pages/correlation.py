@@ -6,11 +6,14 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from crypto_etl import formatting as fmt
 from crypto_etl.dashboard import client as api
 from crypto_etl.dashboard.ui import NO_DATA, load, show, style, utc
 
 WINDOWS_DAYS = {"7 days": 7, "30 days": 30, "90 days": 90, "1 year": 365}
-INTERVALS = {"Daily returns": "1d", "Hourly returns": "1h"}
+# "Auto" is the API's default and the command line's rule (crypto_etl.analytics.correlation): the
+# coarsest interval that gives enough prices in the window.
+INTERVALS = {"Auto": "auto", "Daily returns": "1d", "Hourly returns": "1h"}
 
 st.title("Correlation")
 st.caption(
@@ -32,17 +35,17 @@ matrix = np.array(
     [[np.nan if v is None else v for v in row] for row in body["matrix"]], dtype=float
 )
 known = matrix[~np.eye(len(matrix), dtype=bool)] if len(matrix) else matrix
+words = f"{fmt.interval_words(body['interval'])} returns"
 if len(body["coins"]) < 2 or np.isnan(known).all():
     st.info(
-        f"Not enough price history for a correlation of {returns.lower()} over {window}: "
-        "each pair of coins needs at least 3 common returns. Try a longer window or hourly "
-        "returns, or let the pipeline collect more snapshots.",
+        f"Not enough price history for a correlation of {words} over {window}: each coin needs "
+        "at least 4 prices and each pair at least 3 common returns. Try a longer window or "
+        "hourly returns, or let the pipeline collect more snapshots.",
         icon=":material/info:",
     )
     st.stop()
 
 labels = [symbols.get(coin, coin) for coin in body["coins"]]
-words = returns.lower()
 text = [["n/a" if np.isnan(v) else f"{v:.2f}" for v in row] for row in matrix]
 heatmap = go.Figure(
     go.Heatmap(
@@ -71,6 +74,6 @@ show(
 )
 st.caption(
     f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, {body['observations']} price points "
-    f"per coin at most; {body['vs_currency'].upper()} prices. Coins without prices in the window "
-    "are left out; n/a: fewer than 3 common returns."
+    f"per coin at most; {body['vs_currency'].upper()} prices. Coins with fewer than 4 prices in "
+    "the window are left out; n/a: fewer than 3 common returns."
 )

@@ -8,13 +8,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crypto_etl import formatting as fmt
-from crypto_etl.analytics import series as analytics
+from crypto_etl.analytics import market
 from crypto_etl.dashboard import client as api
 from crypto_etl.dashboard.ui import (
     DOWN,
     NO_DATA,
     UP,
-    coin_label,
     frame,
     load,
     seconds_since,
@@ -50,7 +49,7 @@ figures[2].metric(
 )
 figures[3].metric(
     "Age of the data",
-    fmt.age(age),
+    fmt.duration(age),
     help=f"Newest CoinGecko update: {summary['as_of']}",
 )
 st.caption(
@@ -60,11 +59,11 @@ st.caption(
 
 left, right = st.columns(2)
 with left:
-    names = {row["coin_id"]: coin_label(row) for row in listing["data"]}
-    others = summary["coins"] - (len(summary["dominance"]) - (analytics.OTHERS in shares))
+    names = {row["coin_id"]: fmt.coin_label(row) for row in listing["data"]}
+    others = summary["coins"] - (len(summary["dominance"]) - (market.OTHERS in shares))
     labels = [
         f"Others ({others} coins)"
-        if row["coin_id"] == analytics.OTHERS
+        if row["coin_id"] == market.OTHERS
         else names.get(row["coin_id"], row["name"] or row["coin_id"])
         for row in summary["dominance"]
     ]
@@ -91,13 +90,13 @@ with left:
     show(pie)
 
 with right:
-    gainers, losers = analytics.top_movers(coins, MOVERS)
+    gainers, losers = market.top_movers(coins, MOVERS)
     movers = pd.concat([gainers, losers]).sort_values("price_change_percentage_24h", kind="stable")
     change = movers["price_change_percentage_24h"].to_numpy(float)
     bars = go.Figure(
         go.Bar(
             x=change,
-            y=[coin_label(row) for _, row in movers.iterrows()],
+            y=[fmt.coin_label(row) for _, row in movers.iterrows()],
             orientation="h",
             marker_color=np.where(change >= 0, UP, DOWN),
             text=[fmt.percent(c) for c in change],
@@ -116,7 +115,7 @@ with right:
 top = coins.head(PRICE_BARS)
 prices = go.Figure(
     go.Bar(
-        x=[coin_label(row) for _, row in top.iterrows()],
+        x=[fmt.coin_label(row) for _, row in top.iterrows()],
         y=top["current_price"],
         text=[fmt.price(p, vs) for p in top["current_price"]],
         textposition="outside",

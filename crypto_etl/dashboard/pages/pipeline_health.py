@@ -9,6 +9,7 @@ import streamlit as st
 from crypto_etl import formatting as fmt
 from crypto_etl.dashboard import client as api
 from crypto_etl.dashboard.ui import age_text, frame, load, seconds_since, show, style
+from crypto_etl.run_status import RunStatus
 
 RUNS = 50
 
@@ -29,14 +30,16 @@ if tables["newest"].isna().all():
 elif stale.empty:
     st.success(
         f"Data is fresh: every scheduled table was updated within two cadences "
-        f"({fmt.age(2 * cadence)}).",
+        f"({fmt.duration(2 * cadence)}).",
         icon=":material/check_circle:",
     )
 else:
-    late = ", ".join(f"{row.table} ({fmt.age(row.age_seconds)} old)" for row in stale.itertuples())
+    late = ", ".join(
+        f"{row.table} ({fmt.duration(row.age_seconds)} old)" for row in stale.itertuples()
+    )
     st.warning(
-        f"Stale data: {late}; expected at most {fmt.age(2 * cadence)} with a run every "
-        f"{fmt.age(cadence)}. Check the pipeline's log.",
+        f"Stale data: {late}; expected at most {fmt.duration(2 * cadence)} with a run every "
+        f"{fmt.duration(cadence)}. Check the pipeline's log.",
         icon=":material/schedule:",
     )
 
@@ -48,7 +51,7 @@ if runs.empty:
     )
 else:
     last = runs.iloc[0]
-    succeeded = runs[runs["status"] == "success"]
+    succeeded = runs[runs["status"] == RunStatus.SUCCESS]
     figures = st.columns(4)
     figures[0].metric(
         "Last run",
@@ -62,7 +65,9 @@ else:
         if not succeeded.empty
         else "never",
     )
-    figures[2].metric(f"Failed runs (last {len(runs)})", int((runs["status"] == "failed").sum()))
+    figures[2].metric(
+        f"Failed runs (last {len(runs)})", int((runs["status"] == RunStatus.FAILED).sum())
+    )
     figures[3].metric(f"Rows quarantined (last {len(runs)} runs)", int(runs["rows_rejected"].sum()))
 
     ordered = runs.sort_values("started_at")
@@ -85,7 +90,7 @@ else:
             marker_color="#d73027",
         )
     )
-    failed = ordered[ordered["status"] == "failed"]
+    failed = ordered[ordered["status"] == RunStatus.FAILED]
     if not failed.empty:
         chart.add_trace(
             go.Scatter(
@@ -168,9 +173,9 @@ st.dataframe(
         {
             "Table": tables["table"],
             "Newest": tables["newest"],
-            "Age": [fmt.age(a) for a in tables["age_seconds"]],
+            "Age": [fmt.duration(a) for a in tables["age_seconds"]],
             "Allowed age": [
-                "not scheduled" if m is None or pd.isna(m) else fmt.age(m)
+                "not scheduled" if m is None or pd.isna(m) else fmt.duration(m)
                 for m in tables["max_age_seconds"]
             ],
             "State": [
