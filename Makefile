@@ -27,10 +27,17 @@ demo-offline: setup  ## no internet: the same, against a local fake CoinGecko se
 run: setup
 	$(PY) etl.py run
 
-test: setup  ## set up, then run the linters and the whole test suite
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint  ## set up, then run the linters and the whole test suite
 	$(PY) -m pytest -q
 
+lint: setup  ## ruff (lint and format) and the import-linter contracts between the parts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: setup  ## fix what ruff can fix and format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 clean:
-	rm -rf data charts .pytest_cache .ruff_cache
+	rm -rf data charts .pytest_cache .ruff_cache *.egg-info
