@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ from conftest import DATA
 
 from crypto_etl.analytics import candles as candle_math
 from crypto_etl.analytics import correlation, market, series
+from crypto_etl.analytics.freshness import TableAge, table_age
 
 
 def ts(text: str) -> pd.Timestamp:
@@ -245,3 +246,42 @@ def test_returns_correlation_picks_the_coarsest_interval_with_enough_prices():
     assert (found.interval, found.observations, found.usable) == ("1h", 30, True)
     assert found.matrix.loc["a", "b"] == pytest.approx(1.0)
     assert not correlation.returns_correlation({"a": by_coin["a"]}).usable
+
+
+def test_market_totals_over_each_coins_newest_row():
+    latest = pd.DataFrame(
+        {
+            "coin_id": ["bitcoin", "ethereum", "dust"],
+            "market_cap": [600.0, 300.0, None],
+            "total_volume": [20.0, None, 1.0],
+            "last_updated": pd.to_datetime(
+                ["2025-09-09T15:00Z", "2025-09-09T15:02Z", "2025-09-09T14:00Z"], utc=True
+            ),
+        }
+    )
+    totals = market.market_totals(latest, top_n=1)
+    assert (totals.coins, totals.total_market_cap, totals.total_volume) == (3, 900.0, 21.0)
+    assert totals.as_of == datetime(2025, 9, 9, 15, 2, tzinfo=UTC)
+    assert list(totals.dominance["coin_id"]) == ["bitcoin", market.OTHERS]
+    assert list(totals.dominance["share"]) == pytest.approx([2 / 3, 1 / 3])
+    empty = market.market_totals(latest.iloc[:0], top_n=1)
+    assert (empty.coins, empty.total_market_cap, empty.as_of) == (0, 0.0, None)
+
+
+def test_a_scheduled_table_is_fresh_within_two_cadences():
+    now = datetime(2025, 9, 9, 12, tzinfo=UTC)
+    fresh = table_age(now - timedelta(seconds=599), now, 300, scheduled=True)
+    assert (fresh.age_seconds, fresh.max_age_seconds, fresh.fresh) == (599.0, 600, True)
+    assert table_age(now - timedelta(seconds=601), now, 300, scheduled=True).fresh is False
+    assert table_age(None, now, 300, scheduled=True) == TableAge(None, 600, False)
+    assert table_age(now, now, 300, scheduled=False) == TableAge(0.0, None, None)
+
+
+def test_a_fixed_correlation_interval_is_used_as_it_is_and_sparse_coins_are_left_out():
+    grid = pd.date_range("2025-01-01", periods=30, freq="1h", tz="UTC")
+    walk = np.cumprod(1 + np.sin(np.arange(30)) / 100)
+    frame = pd.DataFrame({"ts": grid, "price": walk, "market_cap": walk, "total_volume": walk})
+    by_coin = {"a": frame, "b": frame.assign(price=walk * 2), "c": frame.iloc[:3]}
+    found = correlation.returns_correlation(by_coin, ["c", "b", "a"], interval="4h")
+    assert (found.interval, found.coins, found.observations) == ("4h", ["b", "a"], 8)
+    assert found.matrix.loc["a", "b"] == pytest.approx(1.0)

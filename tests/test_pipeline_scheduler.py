@@ -1,4 +1,4 @@
-"""scheduler.py: the fixed-cadence loop and the signal-driven stop flag.
+"""crypto_etl.pipeline.scheduler: the fixed-cadence loop and the signal-driven stop flag.
 
 Time is fake: `FakeClock` only moves when a job "runs" or the loop waits, and `FakeStop.wait`
 records each requested wait and moves the clock instead of blocking. Nothing sleeps for real.

@@ -1,4 +1,5 @@
-"""config.py: settings from an explicit environment mapping, from `.env`, and their checks.
+"""crypto_etl.settings: settings from an explicit environment mapping, from `.env`, and their
+checks.
 
 Most tests pass `env=` and `dotenv=False`, so the machine's own environment plays no part. The
 `.env` tests clear every variable config reads (restored afterwards) and run in a temporary folder.
@@ -17,6 +18,7 @@ from crypto_etl.settings import (
     PRO_BASE_URL,
     PUBLIC_BASE_URL,
     Settings,
+    currency_code,
     database_url_from,
     load_settings,
 )
@@ -228,6 +230,8 @@ def test_explicit_base_url_wins_over_the_pro_host():
         ("COINGECKO_BASE_URL", "api.coingecko.com/api/v3"),
         ("VS_CURRENCY", "u s d"),
         ("VS_CURRENCY", "usd;drop"),
+        ("VS_CURRENCY", "x" * 21),  # longer than the vs_currency columns hold
+        ("VS_CURRENCY", "€"),
         ("DATABASE_URL", "nonsense"),
         ("POSTGRES_PORT", "fivefour"),
         ("COINGECKO_MAX_RETRIES", "-1"),
@@ -332,3 +336,10 @@ def test_invalid_value_in_dotenv_names_the_variable(clean_environ):
 
     with pytest.raises(ConfigError, match=r"^LOG_LEVEL .*'LOUD'"):
         load_settings()
+
+
+def test_one_currency_rule_for_the_setting_the_command_line_and_the_api():
+    assert [currency_code(v) for v in (" EUR ", "usd", "BTC", "a1")] == ["eur", "usd", "btc", "a1"]
+    for bad in ("", "u s d", "usd;drop", "x" * 21, "é", 5.5):
+        assert currency_code(bad) is None, bad
+    assert currency_code(123) == "123"  # python-fire hands --vs_currency=123 over as an int

@@ -1,4 +1,5 @@
-"""transform.py: raw `/coins/markets` rows to the typed snapshot table, and its CSV round trip.
+"""crypto_etl.shaping.snapshot_table: raw `/coins/markets` rows to the typed snapshot table, and
+its CSV round trip.
 
 Built on the real CoinGecko responses in tests/data; edge cases are those rows with one field
 changed, so every other value stays realistic.

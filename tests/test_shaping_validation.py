@@ -1,4 +1,5 @@
-"""validation.py: each data quality rule, the per-row verdict and the printed report.
+"""crypto_etl.shaping.validation: each data quality rule, the per-row verdict and the printed
+report.
 
 Tables are the real fixture rows run through transform_markets, with one field changed where a
 rule is under test; `now` is injected, never read from the clock.

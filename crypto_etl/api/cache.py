@@ -1,7 +1,7 @@
-"""Rendered JSON bodies kept per process and keyed on the data version (queries.data_version):
-when a pipeline run starts, changes status or loads rows, or newer snapshots arrive, the whole cache
-is dropped, so a cached answer is never older than the data it was computed from (give or take the
-check interval)."""
+"""Rendered JSON bodies kept per process and keyed on the data version
+(crypto_etl.storage.queries.data_version): when a pipeline run starts, changes status or loads
+rows, or newer snapshots arrive, the whole cache is dropped, so a cached answer is never older than
+the data it was computed from (give or take the check interval)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crypto_etl import formatting as fmt
-from crypto_etl.dashboard import client as dashboard_api
+from crypto_etl.dashboard import client
 
 T = TypeVar("T")
 NO_DATA = (
@@ -26,7 +26,7 @@ def load(fetch: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """The API's answer, or a warning on the page and the page stops (never a traceback)."""
     try:
         return fetch(*args, **kwargs)
-    except dashboard_api.ApiProblem as exc:
+    except client.ApiProblem as exc:
         if exc.down:
             st.warning(f"**The API is not available.** {exc}", icon=":material/cloud_off:")
         else:

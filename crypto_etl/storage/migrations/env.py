@@ -1,5 +1,6 @@
-"""Alembic environment: runs migrations on the engine handed over by db.init_db, or on the URL from
-the settings when invoked as `alembic upgrade head`."""
+"""Alembic environment: runs migrations on the engine handed over by
+crypto_etl.storage.engine.init_db, or on the URL from the settings when invoked as
+`alembic upgrade head` from the repository root."""
 
 from __future__ import annotations
 
