@@ -92,9 +92,10 @@ async def _vs_currency(
         ),
     ] = None,
 ) -> str:
-    if vs_currency is None:
-        return settings.vs_currency
-    return currency_code(vs_currency) or settings.vs_currency  # the pattern has checked it
+    """The quote currency asked for, in lower case (the query pattern has checked it against the
+    one currency rule), else the server's VS_CURRENCY."""
+    code = None if vs_currency is None else currency_code(vs_currency)
+    return code or settings.vs_currency
 
 
 VsCurrency = Annotated[str, Depends(_vs_currency)]
