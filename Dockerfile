@@ -11,6 +11,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --requirement /tmp/requirements.txt
+# The crypto_etl package itself, with its migrations; its dependencies are the pins above.
+COPY pyproject.toml README.md /tmp/src/
+COPY crypto_etl /tmp/src/crypto_etl
+RUN /opt/venv/bin/pip install --no-deps /tmp/src
 
 # Runtime stage: the virtualenv and the code, no build tools, no pip cache, run as a plain user.
 FROM ${PYTHON_IMAGE} AS runtime

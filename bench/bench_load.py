@@ -27,10 +27,9 @@ import pandas as pd
 import psycopg
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crypto_etl.storage.engine import init_db, make_engine
 
-from db import init_db, make_engine  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -149,7 +148,7 @@ def main() -> None:
     if not csv_path.exists():
         from make_snapshots_csv import make_frame
 
-        from transform import write_csv
+        from crypto_etl.shaping.snapshot_table import write_csv
 
         print(f"generating {args.rows} rows into {csv_path} ...", flush=True)
         write_csv(make_frame(args.rows), csv_path)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
 
-from transform import transform_markets, write_csv  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FIXTURE = ROOT / "tests" / "data" / "coins_markets_usd_250.json"
 DRIFTING = ("current_price", "market_cap", "total_volume", "high_24h", "low_24h")

@@ -7,7 +7,6 @@ no server answers they are skipped with the reason, except under CI (CI=true), w
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
-sys.path.insert(0, str(ROOT))
 
 ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,7 +43,7 @@ def pg_server_url():
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
-    from db import init_db, make_engine
+    from crypto_etl.storage.engine import init_db, make_engine
 
     engine = make_engine(url)
     init_db(engine)
@@ -71,7 +69,7 @@ def pg_url(pg_server_url):
 @pytest.fixture
 def sqlite_url(tmp_path):
     """A new, migrated SQLite database file."""
-    from db import init_db, make_engine
+    from crypto_etl.storage.engine import init_db, make_engine
 
     url = f"sqlite:///{tmp_path / 'crypto.db'}"
     engine = make_engine(url)

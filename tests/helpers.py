@@ -86,3 +86,15 @@ def query(url: str, sql: str) -> list[tuple]:
 
 def scalar(url: str, sql: str):
     return query(url, sql)[0][0]
+
+
+def head_revision() -> str:
+    """The newest migration's revision id, read from the package's migrations."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from crypto_etl.storage.engine import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()

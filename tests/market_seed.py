@@ -15,8 +15,8 @@ import numpy as np
 from helpers import market_rows
 from sqlalchemy import insert
 
-from db import make_engine
-from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
+from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 SNAPSHOT_FIELDS = [c.key for c in MarketSnapshot.__table__.columns]
 

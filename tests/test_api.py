@@ -12,6 +12,7 @@ import pytest
 import schemathesis
 from conftest import DATA
 from fastapi.testclient import TestClient
+from helpers import head_revision
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -24,11 +25,11 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from api import create_app
-from config import Settings, load_settings
-from db import head_revision, make_engine
-from errors import ConfigError
-from models import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
+from crypto_etl.api.app import create_app
+from crypto_etl.errors import ConfigError
+from crypto_etl.settings import Settings, load_settings
+from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
 BTC_UPDATED = datetime(2023, 7, 28, 20, 3, 29, 93000, tzinfo=UTC)
@@ -466,8 +467,9 @@ def test_market_correlation(client):
     assert matrix[0][1] == pytest.approx(matrix[1][0])
     assert body["observations"] == HOURS + 1
     assert body["end"].startswith("2023-07-28")
-    sparse = client.get("/api/v1/market/correlation", params={"top_n": 5, "days": 2}).json()
-    assert sparse["matrix"][0][1] is None  # two daily returns are not enough
+    params = {"top_n": 5, "days": 2, "interval": "1d"}
+    sparse = client.get("/api/v1/market/correlation", params=params).json()
+    assert sparse["matrix"] == []  # three daily prices are not enough for any coin
     assert_error(
         client.get("/api/v1/market/correlation", params={"top_n": 1}),
         422,
@@ -573,7 +575,7 @@ def test_unknown_route_and_method_use_the_error_shape(client):
 
 
 def test_unexpected_error_uses_the_error_shape(seeded_url, monkeypatch):
-    import queries
+    from crypto_etl.storage import queries
 
     def boom(*_args, **_kwargs):
         raise RuntimeError("bug")

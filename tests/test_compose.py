@@ -31,7 +31,7 @@ from compose_file import (
 )
 from sqlalchemy import make_url
 
-from config import load_settings
+from crypto_etl.settings import load_settings
 
 SPEC = ROOT / "docker" / "compose-spec.json"
 PYTHON_SERVICES = ("migrate", "app", "api", "dashboard")
@@ -69,7 +69,7 @@ def variables_read_by(path: Path) -> set[str]:
 
 def variables_read_by_the_code() -> dict[str, set[str]]:
     """Every variable the product reads, by file: Python modules, migrations, the entry script."""
-    files = sorted(ROOT.glob("*.py")) + sorted((ROOT / "migrations").rglob("*.py"))
+    files = sorted(ROOT.glob("*.py")) + sorted((ROOT / "crypto_etl").rglob("*.py"))
     found = {str(p.relative_to(ROOT)): variables_read_by(p) for p in files}
     entry = ROOT / "docker" / "entrypoint.sh"
     # Environment variables of the shell script: the upper-case ones ($role is a local).
@@ -326,7 +326,7 @@ def test_every_setting_of_config_py_reaches_the_pipeline():
 
 
 def test_the_scan_finds_what_config_py_reads():
-    assert variables_read_by(ROOT / "config.py") >= CONFIG_VARIABLES
+    assert variables_read_by(ROOT / "crypto_etl" / "settings.py") >= CONFIG_VARIABLES
 
 
 def test_every_variable_the_code_reads_is_in_env_example():

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from compose_file import ROOT, compose, env_example, sample_env, service_environment
 from conftest import ADMIN_URL, DATA
+from helpers import head_revision
 from sqlalchemy import create_engine, insert, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import head_revision
-from models import Coin, MarketSnapshot
+from crypto_etl.storage.schema import Coin, MarketSnapshot
 
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 VENV_BIN = str(Path(sys.executable).parent)

@@ -19,16 +19,16 @@ from fastapi.testclient import TestClient
 from market_seed import seed_market
 from streamlit.testing.v1 import AppTest
 
-from api import create_app
-from config import Settings
+from crypto_etl.api.app import create_app
+from crypto_etl.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "http://api.test"
 PAGES = {
-    "market": "dashboard_pages/market_overview.py",
-    "coin": "dashboard_pages/coin.py",
-    "correlation": "dashboard_pages/correlation.py",
-    "health": "dashboard_pages/pipeline_health.py",
+    "market": "crypto_etl/dashboard/pages/market_overview.py",
+    "coin": "crypto_etl/dashboard/pages/coin.py",
+    "correlation": "crypto_etl/dashboard/pages/correlation.py",
+    "health": "crypto_etl/dashboard/pages/pipeline_health.py",
 }
 
 
@@ -58,7 +58,7 @@ def serve(settings: Settings):
 
 @pytest.fixture(scope="module")
 def seeded_db(tmp_path_factory) -> str:
-    from db import init_db, make_engine
+    from crypto_etl.storage.engine import init_db, make_engine
 
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'crypto.db'}"
     engine = make_engine(url)

@@ -124,8 +124,9 @@ def test_dockerignore_keeps_secrets_data_and_leftovers_out():
 
 
 def test_dockerignore_keeps_what_the_image_needs():
-    needed = ["etl.py", "api.py", "dashboard.py", "config.py", "db.py", "models.py", "errors.py"]
-    needed += ["requirements.txt", "alembic.ini", "migrations", "docker", "docker/entrypoint.sh"]
+    needed = ["etl.py", "api.py", "dashboard.py", "config.py", "models.py", "pyproject.toml"]
+    needed += ["crypto_etl", "crypto_etl/storage/migrations/env.py", "README.md"]
+    needed += ["requirements.txt", "alembic.ini", "docker", "docker/entrypoint.sh"]
     needed += ["docker/drop-root.sh"]
     for name in needed:
         for pattern in dockerignore():

@@ -1,0 +1,62 @@
+"""Prometheus metrics: requests and latencies by route template, and the age of the newest data
+(served at /metrics by crypto_etl.api.routes.operations).
+
+With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder before starting so
+that /metrics adds up every worker (prometheus-client's multiprocess mode)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter(
+    "crypto_api_requests_total",
+    "HTTP requests answered, by method, route template and status",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "crypto_api_request_duration_seconds",
+    "Time to answer a request, by method and route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DATA_AGE = Gauge(
+    "crypto_data_age_seconds",
+    "Age of the newest row of each table the pipeline fills (read at scrape time)",
+    ["table"],
+    multiprocess_mode="mostrecent",
+)
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request under its route template (/api/v1/cryptos/{coin_id}),
+    so the label set stays small whatever the paths asked for."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - started)

@@ -1,0 +1,59 @@
+"""Expected failures of the product, each carrying a one-line message for the user.
+
+Code deep inside raises these; only the edges (CLI command, API handler, dashboard page) turn them
+into a printed line and an exit status or an HTTP error body.
+"""
+
+from __future__ import annotations
+
+
+class ETLError(Exception):
+    """An expected failure: its message says what failed and what to do about it."""
+
+    exit_code = 1
+
+
+class ConfigError(ETLError):
+    """A setting is missing or invalid."""
+
+
+class InputFileError(ETLError):
+    """An input file is missing, empty or malformed."""
+
+
+class CoinGeckoError(ETLError):
+    """The CoinGecko API refused a request or could not be reached."""
+
+
+class RateLimitError(CoinGeckoError):
+    """CoinGecko kept answering 429 after every retry."""
+
+
+class NotFoundError(CoinGeckoError):
+    """CoinGecko does not know the requested coin (404)."""
+
+
+class HistoryLimitError(CoinGeckoError):
+    """The plan does not reach that far back (keyless and demo plans: 365 days)."""
+
+
+class DatabaseError(ETLError):
+    """The database is unreachable or refused a statement."""
+
+
+class ValidationFailed(ETLError):
+    """A critical data quality rule failed."""
+
+
+class UnknownCoinError(ETLError):
+    """No coin in the data matches the requested id, symbol or name."""
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong, on one line: the first line of the exception's message (for SQLAlchemy's
+    wrapped driver errors, the driver's own message, without the links SQLAlchemy adds). An
+    exception without a message gives its type's name; Ctrl-C (KeyboardInterrupt) "interrupted"."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

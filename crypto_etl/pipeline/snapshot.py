@@ -1,0 +1,331 @@
+"""The snapshot pipeline: its four steps and the run that chains them, independent of the command
+line. Each function does one command's work and returns what it did; runs are journaled here.
+
+`extract` keeps CoinGecko's rows unmodified (plus a small sidecar with when and how they were
+fetched), `transform` turns them into the snapshot CSV, `validate` checks it, `load` validates and
+stores it, and `run_snapshot` chains the four as one recorded run, keeping every raw payload in
+the landing folder, then keeps the top coins' candles current. `schedule_snapshots` runs it at a
+cadence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from crypto_etl.clock import utcnow
+from crypto_etl.coingecko.client import CoinGeckoClient
+from crypto_etl.errors import DatabaseError, first_line
+from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
+from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
+from crypto_etl.pipeline.scheduler import StopFlag, run_every
+from crypto_etl.run_status import RunStatus
+from crypto_etl.settings import Settings
+from crypto_etl.shaping.snapshot_table import (
+    check_csv_file,
+    read_raw_json,
+    read_snapshot_csv,
+    transform_markets,
+    write_csv,
+)
+from crypto_etl.shaping.validation import ValidationReport, validate_snapshots
+from crypto_etl.storage.engine import Database, describe
+from crypto_etl.storage.runs import close_abandoned_runs
+from crypto_etl.storage.snapshots import LoadResult, load_snapshot_csv
+
+log = logging.getLogger(__name__)
+META_SUFFIX = ".meta.json"
+
+
+# -- the landing folder ---------------------------------------------------------------------------
+def meta_path(raw_path: Path) -> Path:
+    return raw_path.with_name(raw_path.name + META_SUFFIX)
+
+
+def save_raw(rows: list[dict[str, Any]], path: Path, fetched_at: datetime, **meta: Any) -> Path:
+    """Write the rows exactly as received (one JSON array) and a sidecar describing the fetch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    info = {"fetched_at": fetched_at.isoformat(), "rows": len(rows), **meta}
+    meta_path(path).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return path
+
+
+def read_meta(raw_path: Path) -> dict[str, Any]:
+    """The sidecar of a raw file, or {} when there is none (any CoinGecko dump is accepted)."""
+    path = meta_path(raw_path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError):
+        log.warning("ignoring unreadable sidecar %s", path)
+        return {}
+
+
+# -- the steps -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExtractResult:
+    rows: int
+    path: Path
+    vs_currency: str
+    run_id: int | None  # None when the step could not be journaled
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    rows: int
+    source: Path
+    target: Path
+    run_id: int | None
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    report: ValidationReport
+    path: Path
+    run_id: int | None
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    run_id: int
+    status: RunStatus
+    result: LoadResult
+    path: Path
+
+
+def extract_file(
+    settings: Settings,
+    database: Database,
+    path: Path,
+    top_n: int,
+    vs_currency: str,
+    client: CoinGeckoClient | None = None,
+) -> ExtractResult:
+    """Fetch the top `top_n` coins by market cap into a raw JSON file, unmodified."""
+    with client or CoinGeckoClient(settings) as source:
+        rows = source.fetch_markets(top_n, vs_currency)
+    save_raw(rows, path, utcnow(), vs_currency=vs_currency, top_n=top_n)
+    run_id = record_step(
+        database, "extract", vs_currency=vs_currency, rows_extracted=len(rows), source=str(path)
+    )
+    return ExtractResult(len(rows), path, vs_currency, run_id)
+
+
+def transform_file(
+    settings: Settings,
+    database: Database,
+    input_path: Path,
+    output_path: Path,
+    vs_currency: str | None = None,
+    snapshot_at: datetime | None = None,
+) -> TransformResult:
+    """Turn a raw /coins/markets dump into the snapshot CSV (see `_transform`)."""
+    rows = _transform(input_path, output_path, vs_currency, snapshot_at, settings.vs_currency)
+    run_id = record_step(database, "transform", rows_extracted=rows, source=str(input_path))
+    return TransformResult(rows, input_path, output_path, run_id)
+
+
+def validate_file(settings: Settings, database: Database, csv_path: Path) -> ValidateResult:
+    """Check a snapshot CSV against the data quality rules, recorded as a `validate` step
+    (failed when a critical rule fails)."""
+    report = _validate(read_snapshot_csv(csv_path), settings, utcnow())
+    run_id = record_step(
+        database,
+        "validate",
+        status=RunStatus.SUCCESS if report.passed else RunStatus.FAILED,
+        rows_extracted=report.rows,
+        rows_rejected=report.rejected_count,
+        source=str(csv_path),
+    )
+    return ValidateResult(report, csv_path, run_id)
+
+
+def load_file(settings: Settings, database: Database, csv_path: Path) -> LoadOutcome:
+    """Validate and load a snapshot CSV in one transaction, recorded as a `load` run (partial when
+    rows were quarantined). The file is checked before the database is opened."""
+    check_csv_file(csv_path)
+    engine = database.engine
+    with recorded_run(engine, "load", source=str(csv_path)) as run:
+        result, _ = _load(engine, csv_path, settings, run.id)
+        run.rows_extracted = result.rows_in
+        _record_load(run, result)
+    return LoadOutcome(run.id, run.status, result, csv_path)
+
+
+def _transform(
+    input_path: Path,
+    output_path: Path,
+    vs_currency: str | None,
+    snapshot_at: datetime | None,
+    default_vs_currency: str,
+) -> int:
+    """Raw JSON to snapshot CSV. The fetch time and currency come from the arguments, else from
+    the sidecar written by extract, else the file's modification time and the default currency."""
+    rows = read_raw_json(input_path)
+    meta = read_meta(input_path)
+    if snapshot_at is None:
+        if meta.get("fetched_at"):
+            snapshot_at = datetime.fromisoformat(meta["fetched_at"])
+        else:
+            snapshot_at = datetime.fromtimestamp(input_path.stat().st_mtime, UTC)
+    currency = vs_currency or meta.get("vs_currency") or default_vs_currency
+    frame = transform_markets(rows, currency, snapshot_at)
+    write_csv(frame, output_path)
+    return len(frame)
+
+
+def _validate(frame, settings: Settings, now: datetime) -> ValidationReport:
+    return validate_snapshots(
+        frame,
+        now,
+        stale_after=timedelta(seconds=settings.stale_after_seconds),
+        future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+    )
+
+
+def _load(
+    engine: Engine, csv_path: Path, settings: Settings, run_id: int | None
+) -> tuple[LoadResult, ValidationReport]:
+    return load_snapshot_csv(
+        engine,
+        csv_path,
+        run_id,
+        utcnow(),
+        stale_after=timedelta(seconds=settings.stale_after_seconds),
+        future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+    )
+
+
+def _record_load(run: RunEntry, result: LoadResult) -> None:
+    """A load's outcome on its run: partial when rows were quarantined."""
+    run.status = RunStatus.SUCCESS if result.rejected == 0 else RunStatus.PARTIAL
+    run.rows_loaded = result.loaded
+    run.rows_rejected = result.rejected
+    run.rows_skipped = result.skipped
+
+
+# -- the run -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SnapshotRun:
+    """What one `run` did: the snapshot run and, after it, the candle refresh."""
+
+    run_id: int
+    status: RunStatus
+    extracted: int
+    result: LoadResult
+    raw_path: Path
+    csv_path: Path
+    candles: CandleRefresh | None  # None when OHLC_TOP_N is 0
+
+
+def run_snapshot(
+    settings: Settings,
+    engine: Engine,
+    top_n: int,
+    vs_currency: str,
+    should_stop: Callable[[], bool] = lambda: False,
+    client: CoinGeckoClient | None = None,
+) -> SnapshotRun:
+    """Extract, transform, validate and load one snapshot, recorded as one run in etl_runs; then,
+    once that run is closed, keep the candles of the top OHLC_TOP_N coins current (their own
+    `ohlc` run: whatever happens there cannot change the snapshot run's record)."""
+    stamp = utcnow()
+    name = f"{stamp:%Y%m%dT%H%M%S%fZ}_{vs_currency}_top{top_n}"
+    raw_path = settings.raw_dir / f"{name}.json"
+    csv_path = settings.data_dir / "processed" / f"{name}.csv"
+    with client or CoinGeckoClient(settings) as source:
+        with recorded_run(engine, "run", vs_currency=vs_currency) as run:
+            rows = source.fetch_markets(top_n, vs_currency)
+            fetched_at = utcnow()
+            run.rows_extracted, run.source = len(rows), str(raw_path)
+            save_raw(rows, raw_path, fetched_at, vs_currency=vs_currency, top_n=top_n)
+            log.info("extracted %d rows into %s", len(rows), raw_path)
+            _check_stop(should_stop)
+            rows_out = _transform(raw_path, csv_path, vs_currency, fetched_at, vs_currency)
+            log.info("transformed %d rows into %s", rows_out, csv_path)
+            _check_stop(should_stop)
+            result, report = _load(engine, csv_path, settings, run.id)
+            _log_failed_rules(report)
+            _record_load(run, result)
+            log.info(
+                "run %d %s: %d loaded, %d already stored, %d quarantined",
+                run.id,
+                run.status,
+                result.loaded,
+                result.skipped,
+                result.rejected,
+            )
+        candles = None
+        if settings.ohlc_top_n > 0:
+            candles = keep_candles_current(engine, source, settings, vs_currency, should_stop)
+    return SnapshotRun(run.id, run.status, len(rows), result, raw_path, csv_path, candles)
+
+
+def _log_failed_rules(report: ValidationReport) -> None:
+    for rule in report.results:
+        if not rule.passed:
+            log.warning(
+                "%s rule %s: %d row(s), e.g. %s",
+                rule.severity,
+                rule.rule,
+                rule.failed,
+                ", ".join(rule.examples),
+            )
+
+
+def _check_stop(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise Cancelled()
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    runs: int
+    failures: int
+    signal_name: str | None  # the signal that stopped the schedule, if one did
+
+
+def schedule_snapshots(
+    settings: Settings,
+    engine: Engine,
+    interval_seconds: float,
+    top_n: int,
+    vs_currency: str,
+    max_runs: int | None = None,
+    stop: StopFlag | None = None,
+) -> ScheduleResult:
+    """`run_snapshot` every `interval_seconds` until SIGINT or SIGTERM (or `max_runs` runs); a
+    failed run is logged and retried at the next tick, a stop waits for the current step."""
+    if stop is None:
+        stop = StopFlag()
+        stop.install()
+
+    def job() -> None:
+        try:
+            # Runs a database outage left open are closed first, once it answers again.
+            abandoned = close_abandoned_runs(engine)
+            if abandoned:
+                log.warning("run(s) %s, cut off by the database, recorded as failed", abandoned)
+            run_snapshot(settings, engine, top_n, vs_currency, should_stop=stop.is_set)
+        except Cancelled:
+            log.info("run cancelled between steps")
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"database unavailable at {describe(engine)}: {first_line(exc)}"
+            ) from exc
+
+    log.info("scheduling a run every %s seconds", interval_seconds)
+    runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)
+    return ScheduleResult(runs, failures, stop.signal_name)

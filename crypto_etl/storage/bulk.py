@@ -1,0 +1,155 @@
+"""The one bulk writer: append rows to a table and skip the rows whose primary key is stored
+already (dlt's "append" with the table's key deciding what is new), in the caller's transaction.
+
+Snapshots, price history and candles all go through `append_skip_existing`:
+
+- PostgreSQL: the rows are COPYed into a temporary staging table (dropped at commit) and moved over
+  with one `INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING`; its row count is what was new.
+- SQLite: one `INSERT ... ON CONFLICT DO NOTHING` per batch of SQLITE_BATCH_ROWS rows, the new rows
+  counted with `total_changes()`.
+
+What differs between the three is only how rows reach the staging table, which a `RowSource` says:
+`Rows` streams Python tuples with COPY's `write_row`; a snapshot CSV is streamed by the server
+itself (crypto_etl.storage.snapshots). `write_transaction` is the transaction every bulk write runs
+in: database errors leave it as one `DatabaseError` line, and the tests' fault hook can kill the
+process just before the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from crypto_etl.errors import DatabaseError, first_line
+
+log = logging.getLogger(__name__)
+SQLITE_BATCH_ROWS = 5000
+COPY_BLOCK_BYTES = 1 << 20
+# Tests set it to a fault point (e.g. "before_commit") to kill the process just before that commit.
+FAULT_ENV = "CRYPTO_ETL_FAULT"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the staged rows map onto the target's columns: one SQL expression per column over the
+    staging table (aliased `s`), and the parameters those expressions use."""
+
+    expressions: Sequence[str]
+    params: Sequence[Any] = field(default_factory=tuple)
+
+
+class RowSource(Protocol):
+    """Rows for `append_skip_existing`: the target columns they fill, how to stage them on
+    PostgreSQL and how to hand them over as records on SQLite."""
+
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    def stage(self, cursor: Any, stage: str, table: Table) -> Selection:
+        """Create the temporary table `stage` (ON COMMIT DROP) and fill it with COPY."""
+        ...
+
+    def records(self) -> Iterable[Mapping[str, Any]]:
+        """The rows as {column: value}, for SQLite."""
+        ...
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows as Python tuples in the order of `columns`."""
+
+    columns: Sequence[str]
+    values: Sequence[Sequence[Any]]
+
+    def stage(self, cursor: Any, stage: str, table: Table) -> Selection:
+        create_stage(cursor, stage, f"LIKE {table.name}")
+        quoted = _quoted(self.columns)
+        with cursor.copy(f"COPY {stage} ({quoted}) FROM STDIN") as copy:
+            for row in self.values:
+                copy.write_row(row)
+        return Selection([f's."{c}"' for c in self.columns])
+
+    def records(self) -> Iterable[Mapping[str, Any]]:
+        return (dict(zip(self.columns, row, strict=True)) for row in self.values)
+
+
+def create_stage(cursor: Any, stage: str, definition: str) -> None:
+    """A temporary staging table, dropped when the transaction commits or rolls back."""
+    cursor.execute(f"CREATE TEMP TABLE {stage} ({definition}) ON COMMIT DROP")
+
+
+def copy_file(cursor: Any, sql: str, path: Path) -> int:
+    """Stream a file into `COPY ... FROM STDIN` in blocks (the server parses it); returns the rows
+    copied."""
+    with cursor.copy(sql) as copy, path.open("rb") as fh:
+        while block := fh.read(COPY_BLOCK_BYTES):
+            copy.write(block)
+    return cursor.rowcount
+
+
+def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> int:
+    """Append `source`'s rows to `table`, skipping rows whose primary key is stored already (rows
+    already there are never changed); returns how many rows were new. Runs in `conn`'s
+    transaction, so it commits or rolls back with whatever else the caller writes."""
+    key = ", ".join(column.name for column in table.primary_key.columns)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        stage = f"stage_{table.name}"
+        selection = source.stage(cursor, stage, table)
+        cursor.execute(
+            f"INSERT INTO {table.name} ({_quoted(source.columns)}) "
+            f"SELECT {', '.join(selection.expressions)} FROM {stage} s "
+            f"ON CONFLICT ({key}) DO NOTHING",
+            tuple(selection.params),
+        )
+        return cursor.rowcount
+    if dialect == "sqlite":
+        stmt = sqlite_insert(table).on_conflict_do_nothing(
+            index_elements=[c.name for c in table.primary_key.columns]
+        )
+        before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
+        records = iter(source.records())
+        while batch := list(islice(records, SQLITE_BATCH_ROWS)):
+            conn.execute(stmt, batch)
+        return conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
+    raise DatabaseError(f"bulk loads support PostgreSQL and SQLite, not {dialect}")
+
+
+@contextmanager
+def write_transaction(engine: Engine, what: str, fault_point: str) -> Iterator[Connection]:
+    """One transaction for a bulk write: it commits when the block ends, and any failure rolls it
+    back whole. A database error leaves as DatabaseError("<what> failed and was rolled back: ...");
+    other errors pass through as they are."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+            _maybe_fault(fault_point)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("psycopg"):
+            raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc
+        raise
+
+
+def _maybe_fault(point: str) -> None:
+    """Tests kill the process just before a given commit, e.g. CRYPTO_ETL_FAULT=before_commit
+    (a snapshot load) or CRYPTO_ETL_FAULT=history_before_commit:ohlc:ethereum."""
+    if os.environ.get(FAULT_ENV) == point:
+        log.warning("fault injection: killing the process at %s", point)
+        os.kill(os.getpid(), 9)
+
+
+def _quoted(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)

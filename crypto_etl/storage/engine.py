@@ -1,0 +1,113 @@
+"""Engine creation and schema migration (Alembic), shared by the pipeline and the API."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from crypto_etl.errors import ConfigError, DatabaseError, first_line
+
+log = logging.getLogger(__name__)
+# Shipped inside the package, so an installed package can migrate its database.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`: SQLite gets its folder created; postgresql:// uses psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a valid SQLAlchemy URL: {url!r}") from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        connect_args = {}
+        if parsed.get_backend_name() == "postgresql":
+            connect_args = {"connect_timeout": 10, "options": "-c timezone=UTC"}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"DATABASE_URL names a driver that is not installed: {exc}") from None
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL with any password hidden, for logs and messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def init_db(engine: Engine) -> str:
+    """Create or upgrade the schema to the newest migration; returns the revision reached."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(engine)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current != head:
+            log.info("migrating %s from %s to %s", describe(engine), current or "empty", head)
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot reach the database at {describe(engine)}: {first_line(exc)}; "
+            "check DATABASE_URL and that the server is running"
+        ) from exc
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"schema migration failed: {first_line(exc)}") from exc
+    return head
+
+
+def has_table(engine: Engine, name: str) -> bool:
+    return inspect(engine).has_table(name)
+
+
+class Database:
+    """The pipeline's database, opened on first use: the engine made and the schema migrated once,
+    when a command first needs it (so that a step that needs no database still works without
+    one)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @classmethod
+    def of(cls, engine: Engine) -> Database:
+        """A Database on an engine whose schema is already migrated."""
+        database = cls(engine.url.render_as_string(hide_password=False))
+        database._engine = engine
+        return database
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            engine = make_engine(self.url)
+            init_db(engine)
+            self._engine = engine
+        return self._engine

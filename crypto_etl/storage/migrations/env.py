@@ -1,0 +1,32 @@
+"""Alembic environment: runs migrations on the engine handed over by
+crypto_etl.storage.engine.init_db, or on the URL from the settings when invoked as
+`alembic upgrade head` from the repository root."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from crypto_etl.storage.schema import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:
+        from crypto_etl.settings import load_settings
+        from crypto_etl.storage.engine import make_engine
+
+        engine = make_engine(load_settings().database_url)
+    with engine.begin() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
