@@ -20,12 +20,13 @@ from pathlib import Path
 
 import fire
 
-from crypto_etl.errors import ETLError, ValidationFailed, first_line
+from crypto_etl.errors import ETLError, Terminated, ValidationFailed, first_line
 from crypto_etl.settings import CURRENCY_EXPECTED, Settings, currency_code, load_settings
 
 log = logging.getLogger("etl")
 USAGE_EXIT = 2
-INTERRUPTED_EXIT = 130
+INTERRUPTED_EXIT = 130  # Ctrl-C (SIGINT)
+TERMINATED_EXIT = 143  # SIGTERM (128 + 15)
 
 
 class UsageError(ETLError):
@@ -62,15 +63,21 @@ def command(func):
 
     @functools.wraps(func)
     def wrapper(self, *args, **kwargs):
+        from crypto_etl.pipeline.scheduler import sigterm_interrupts
+
+        # `schedule` handles SIGINT and SIGTERM itself: it stops after the current step.
+        stops = contextlib.nullcontext() if func.__name__ == "schedule" else sigterm_interrupts()
         try:
-            return func(self, *args, **kwargs)
+            with stops:
+                return func(self, *args, **kwargs)
         except ETLError as exc:
             log.debug("traceback", exc_info=True)
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
+            log.debug("traceback", exc_info=True)
             print(f"error: {first_line(exc)}", file=sys.stderr)
-            sys.exit(INTERRUPTED_EXIT)
+            sys.exit(TERMINATED_EXIT if isinstance(exc, Terminated) else INTERRUPTED_EXIT)
         except Exception as exc:
             log.debug("traceback", exc_info=True)
             kind, detail = type(exc).__name__, first_line(exc)

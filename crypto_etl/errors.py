@@ -49,10 +49,21 @@ class UnknownCoinError(ETLError):
     """No coin in the data matches the requested id, symbol or name."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that a command stops like on Ctrl-C: its run is
+    recorded as cancelled, then it exits 143 (128 + SIGTERM) instead of 130."""
+
+    def __init__(self, message: str = "terminated (SIGTERM)") -> None:
+        super().__init__(message)
+
+
 def first_line(exc: BaseException) -> str:
     """What went wrong, on one line: the first line of the exception's message (for SQLAlchemy's
     wrapped driver errors, the driver's own message, without the links SQLAlchemy adds). An
-    exception without a message gives its type's name; Ctrl-C (KeyboardInterrupt) "interrupted"."""
+    exception without a message gives its type's name; Ctrl-C (KeyboardInterrupt) "interrupted",
+    SIGTERM (Terminated) "terminated (SIGTERM)"."""
+    if isinstance(exc, Terminated):
+        return str(exc) or "terminated (SIGTERM)"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     text = str(getattr(exc, "orig", None) or exc).strip()

@@ -138,7 +138,7 @@ def backfill(
     all did, cancelled when interrupted)."""
     any_age = reaches_past_a_year(settings)
     source = f"{len(coins)} coin(s) since {start.isoformat()}"
-    with recorded_run(engine, command, vs_currency, source) as run:
+    with recorded_run(engine, command, vs_currency, source, settings) as run:
         report = BackfillReport(run.id, RunStatus.RUNNING, start, now, [])
         for number, coin in enumerate(coins, 1):
             if should_stop():

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from crypto_etl.errors import first_line
+from crypto_etl.errors import Terminated, first_line
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,15 @@ def run_every(
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops a long command like Ctrl-C does (a KeyboardInterrupt in the main thread), so
-    that its run is recorded as cancelled."""
+    """SIGTERM stops a long command like Ctrl-C does (a KeyboardInterrupt, `Terminated`, in the
+    main thread), so that its run is recorded as cancelled. Only the main thread can install it;
+    elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

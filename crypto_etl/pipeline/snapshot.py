@@ -157,7 +157,7 @@ def load_file(settings: Settings, database: Database, csv_path: Path) -> LoadOut
     rows were quarantined). The file is checked before the database is opened."""
     check_csv_file(csv_path)
     engine = database.engine
-    with recorded_run(engine, "load", source=str(csv_path)) as run:
+    with recorded_run(engine, "load", source=str(csv_path), settings=settings) as run:
         result, _ = _load(engine, csv_path, settings, run.id)
         run.rows_extracted = result.rows_in
         _record_load(run, result)
@@ -246,7 +246,7 @@ def run_snapshot(
     raw_path = settings.raw_dir / f"{name}.json"
     csv_path = settings.data_dir / "processed" / f"{name}.csv"
     with client or CoinGeckoClient(settings) as source:
-        with recorded_run(engine, "run", vs_currency=vs_currency) as run:
+        with recorded_run(engine, "run", vs_currency=vs_currency, settings=settings) as run:
             rows = source.fetch_markets(top_n, vs_currency)
             fetched_at = utcnow()
             run.rows_extracted, run.source = len(rows), str(raw_path)
