@@ -403,7 +403,7 @@ class CryptoETLPipeline:
         listed at the end and the exit status is 1; the others are stored. Run it again to resume.
         Example: python etl.py backfill --coins=bitcoin,ethereum --days=90 --vs_currency=usd
         """
-        from crypto_etl.clock import history_now
+        from crypto_etl.clock import utcnow
         from crypto_etl.coingecko.history import backfill_start
         from crypto_etl.pipeline.backfill import run_backfill
 
@@ -412,7 +412,7 @@ class CryptoETLPipeline:
         currency = _currency(vs_currency, settings.vs_currency)
         ids = _coin_ids(coins)
         top = _positive_int("top_n", top_n, settings.top_n)
-        now = history_now()
+        now = utcnow()
         start, cut = backfill_start(days, now, settings)
         if cut:
             print(
@@ -460,7 +460,7 @@ class CryptoETLPipeline:
         again; backfill fills price_history for that time).
         Example: python etl.py gaps --coins=bitcoin,ethereum --days=30
         """
-        from crypto_etl.clock import history_now
+        from crypto_etl.clock import utcnow
         from crypto_etl.pipeline.gap_report import gap_report
         from crypto_etl.storage.gaps import DEFAULT_SNAPSHOT_INTERVAL_SECONDS
 
@@ -472,7 +472,7 @@ class CryptoETLPipeline:
         )
         window = None if days is None else _positive_int("days", days, 1)
         engine = self._db().engine
-        report = gap_report(engine, settings, ids, currency, window, cadence, history_now())
+        report = gap_report(engine, settings, ids, currency, window, cadence, utcnow())
         print(report.format())
 
     @command
