@@ -10,8 +10,9 @@ two seconds of imports apiece. Before the product is imported the zygote:
 - hooks the functions where a command's work happens, each reporting an event before and after
   it runs ("<name>" and "<name>.done"): `fetch` (one CoinGecko request), `transform` and `parse`
   (shaping raw answers), `validate` (reading and validating a CSV, on PostgreSQL while COPY
-  streams it), `write:<table>` (the bulk write into a table, COPY on PostgreSQL) and `commit`
-  (every database commit). Only the main thread counts, so heartbeats never shift the sequence.
+  streams it), `write:<table>` (the bulk write into a table, COPY on PostgreSQL; the coins upsert
+  and the quarantine), `commit` (every database commit) and `sql` (before every SQL statement,
+  no `.done`). Only the main thread counts, so heartbeats never shift the sequence.
 
 A request may name a kill point: the n-th event overall (`kill_at=17`) or the n-th occurrence of
 one event (`kill_at="write:ohlc.done#2"`); the child then SIGKILLs itself right there. With
@@ -90,6 +91,7 @@ def _install() -> None:
 
     clock.utcnow = pinned_utcnow
 
+    from sqlalchemy import Engine, event
     from sqlalchemy.engine.default import DefaultDialect
 
     import crypto_etl.cli
@@ -108,7 +110,14 @@ def _install() -> None:
 
     for module in (snapshots, history):
         module.append_skip_existing = _hooked(table_of, module.append_skip_existing)
+    snapshots.upsert_coins = _hooked("write:coins", snapshots.upsert_coins)
+    snapshots.quarantine = _hooked("write:rejected_rows", snapshots.quarantine)
     DefaultDialect.do_commit = _hooked("commit", DefaultDialect.do_commit)
+
+    def statement(*args, **kwargs) -> None:
+        _event("sql")
+
+    event.listen(Engine, "before_cursor_execute", statement)
     assert crypto_etl.cli.main
 
 
