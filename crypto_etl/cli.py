@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -488,5 +489,49 @@ class CryptoETLPipeline:
         print(f"schema at revision {revision} in {describe(engine)}")
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Refuse an unknown command, an unknown --flag or too many positional values before any
+    work: python-fire would otherwise run the command with what it understood and complain about
+    the rest afterwards, in several lines. Help requests and fire's own flags (after `--`) pass."""
+    if not argv or argv[0].startswith("-") or "--help" in argv or "-h" in argv:
+        return
+    name, rest = argv[0], argv[1:]
+    method = getattr(CryptoETLPipeline, name, None)
+    if name.startswith("_") or not callable(method):
+        raise UsageError(f"unknown command {name!r}; python etl.py --help lists the commands")
+    if "--" in rest:
+        rest = rest[: rest.index("--")]
+    params = [p for p in inspect.signature(method).parameters if p != "self"]
+    positional, skip_value = 0, False
+    for token in rest:
+        if skip_value:
+            skip_value = False
+            continue
+        if token.startswith("--"):
+            flag, has_value = token[2:].partition("=")[::2], "=" in token
+            key = flag[0].replace("-", "_")
+            if key not in params and not (key.startswith("no") and key[2:] in params):
+                known = ", ".join(f"--{p}" for p in params) or "none"
+                raise UsageError(f"{name}: unknown argument --{flag[0]} (it takes: {known})")
+            skip_value = not has_value
+        else:
+            positional += 1
+    if positional > len(params):
+        raise UsageError(
+            f"{name}: {positional} value(s) given without a --name but it takes {len(params)}; "
+            f"python etl.py {name} --help lists its arguments"
+        )
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    if ("--help" in argv or "-h" in argv) and "--" not in argv:
+        # Help wins: python-fire would otherwise first run the command with the other arguments.
+        command_name = [argv[0]] if argv and not argv[0].startswith("-") else []
+        sys.argv[1:] = [*command_name, "--help"]
+    try:
+        check_command_line(sys.argv[1:])
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     fire.Fire(CryptoETLPipeline(), name="etl.py")
