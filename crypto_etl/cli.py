@@ -21,7 +21,14 @@ from pathlib import Path
 
 import fire
 
-from crypto_etl.errors import ETLError, Terminated, ValidationFailed, first_line
+from crypto_etl.errors import (
+    ETLError,
+    Terminated,
+    ValidationFailed,
+    database_failure,
+    failure_line,
+    first_line,
+)
 from crypto_etl.settings import CURRENCY_EXPECTED, Settings, currency_code, load_settings
 
 log = logging.getLogger("etl")
@@ -73,7 +80,7 @@ def command(func):
                 return func(self, *args, **kwargs)
         except ETLError as exc:
             log.debug("traceback", exc_info=True)
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {failure_line(exc)}", file=sys.stderr)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             log.debug("traceback", exc_info=True)
@@ -81,6 +88,9 @@ def command(func):
             sys.exit(TERMINATED_EXIT if isinstance(exc, Terminated) else INTERRUPTED_EXIT)
         except Exception as exc:
             log.debug("traceback", exc_info=True)
+            if database_failure(exc) is not None:
+                print(f"error: {failure_line(exc)}", file=sys.stderr)
+                sys.exit(1)
             kind, detail = type(exc).__name__, first_line(exc)
             what = kind if detail == kind else f"{kind}: {detail}"
             print(

@@ -68,3 +68,31 @@ def first_line(exc: BaseException) -> str:
         return "interrupted"
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_id_of(exc: BaseException) -> int | None:
+    """The etl_runs id of the run `exc` ended, when a recorded run ended with it."""
+    run_id = getattr(exc, "run_id", None)
+    return run_id if isinstance(run_id, int) else None
+
+
+def database_failure(exc: BaseException) -> str | None:
+    """A database driver's or SQLAlchemy's error as one line ("database unavailable: ..." when
+    the server cannot be reached or the connection broke), or None for any other error."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    modules = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
+    if not modules & {"sqlalchemy", "psycopg", "sqlite3"}:
+        return None
+    if names & {"OperationalError", "InterfaceError"}:
+        return f"database unavailable: {first_line(exc)}"
+    return f"database error: {first_line(exc)}"
+
+
+def failure_line(exc: BaseException) -> str:
+    """What `exc` means to the user, on one line, naming the run it ended (if any)."""
+    if isinstance(exc, ETLError):
+        text = first_line(exc)
+    else:
+        text = database_failure(exc) or first_line(exc)
+    run_id = run_id_of(exc)
+    return text if run_id is None else f"run {run_id} failed: {text}"

@@ -15,7 +15,9 @@ two seconds of imports apiece. Before the product is imported the zygote:
   no `.done`). Only the main thread counts, so heartbeats never shift the sequence.
 
 A request may name a kill point: the n-th event overall (`kill_at=17`) or the n-th occurrence of
-one event (`kill_at="write:ohlc.done#2"`); the child then SIGKILLs itself right there. With
+one event (`kill_at="write:ohlc.done#2"`); the child then SIGKILLs itself right there. A cut point
+(`cut_at`, same form) makes its PostgreSQL database unreachable there instead, as if the server
+had stopped, so that a test sees how the command reports a database outage mid-way. With
 `trace=True` the child returns the whole event sequence, from which a test picks kill points.
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout.
 """
@@ -42,8 +44,34 @@ ROOT = Path(__file__).resolve().parent.parent
 class _State:
     now: datetime | None = None
     kill_at: int | str | None = None
+    cut_at: int | str | None = None  # where PostgreSQL goes away (see `_cut_database`)
+    cut: dict[str, str] | None = None  # {"admin_url", "database"}
     events: list[str] = []  # noqa: RUF012 (one list per child process, reset after the fork)
     counts: dict[str, int] = {}  # noqa: RUF012
+
+
+def _hit(point: int | str | None, name: str) -> bool:
+    if point is None:
+        return False
+    if isinstance(point, int):
+        return len(_State.events) == point
+    wanted, _, nth = point.partition("#")
+    return name == wanted and _State.counts[name] == int(nth or 1)
+
+
+def _cut_database() -> None:
+    """PostgreSQL goes away for this database, as if the server had stopped: new connections
+    are refused and the open ones are terminated (the test lets connections in again)."""
+    import psycopg
+
+    cut = _State.cut or {}
+    with psycopg.connect(cut["admin_url"], autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{cut["database"]}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (cut["database"],),
+        )
 
 
 def _event(name: str) -> None:
@@ -51,15 +79,9 @@ def _event(name: str) -> None:
         return
     _State.events.append(name)
     _State.counts[name] = _State.counts.get(name, 0) + 1
-    kill = _State.kill_at
-    if kill is None:
-        return
-    if isinstance(kill, int):
-        hit = len(_State.events) == kill
-    else:
-        wanted, _, nth = kill.partition("#")
-        hit = name == wanted and _State.counts[name] == int(nth or 1)
-    if hit:
+    if _hit(_State.cut_at, name):
+        _cut_database()
+    if _hit(_State.kill_at, name):
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -134,6 +156,7 @@ def _child(request: dict[str, Any], out: str, err: str) -> None:
         os.environ.update(request["env"])
         _State.now = datetime.fromisoformat(request["now"]) if request.get("now") else None
         _State.kill_at = request.get("kill_at")
+        _State.cut_at, _State.cut = request.get("cut_at"), request.get("cut")
         _State.events, _State.counts = [], {}
         sys.argv = ["etl.py", *request["args"]]
         from crypto_etl.cli import main
@@ -210,7 +233,11 @@ class ChildRunner:
         now: datetime | None = None,
         kill_at: int | str | None = None,
         trace: bool = False,
+        cut_at: int | str | None = None,
+        cut: dict[str, str] | None = None,
     ) -> ChildResult:
+        """Run `args`; `kill_at`: SIGKILL there; `cut_at`: make the PostgreSQL database
+        cut["database"] unreachable there, through cut["admin_url"]."""
         request = {
             "args": list(args),
             "cwd": str(cwd),
@@ -218,6 +245,8 @@ class ChildRunner:
             "now": None if now is None else now.astimezone(UTC).isoformat(),
             "kill_at": kill_at,
             "trace": trace,
+            "cut_at": cut_at,
+            "cut": cut,
         }
         with self._lock:
             assert self._proc.stdin is not None and self._proc.stdout is not None

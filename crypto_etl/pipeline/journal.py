@@ -91,6 +91,8 @@ def recorded_run(
         with Heartbeat(engine, entry.id, terms):
             yield entry
     except BaseException as exc:
+        if isinstance(exc, Exception) and getattr(exc, "run_id", None) is None:
+            exc.run_id = entry.id  # so that the one line reporting it names the run
         stopped = isinstance(exc, KeyboardInterrupt | Cancelled)
         status = RunStatus.CANCELLED if stopped else RunStatus.FAILED
         try:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
-from crypto_etl.errors import DatabaseError, first_line
+from crypto_etl.errors import DatabaseError, first_line, run_id_of
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.scheduler import StopFlag, run_every
@@ -322,9 +322,9 @@ def schedule_snapshots(
         except Cancelled:
             log.info("run cancelled between steps")
         except SQLAlchemyError as exc:
-            raise DatabaseError(
-                f"database unavailable at {describe(engine)}: {first_line(exc)}"
-            ) from exc
+            error = DatabaseError(f"database unavailable at {describe(engine)}: {first_line(exc)}")
+            error.run_id = run_id_of(exc)  # the run it cut off, named in the log line
+            raise error from exc
 
     log.info("scheduling a run every %s seconds", interval_seconds)
     runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)
