@@ -91,7 +91,7 @@ def test_runs_cut_off_by_a_database_restart_fail_in_one_line_and_none_stays_runn
     # Every line on stderr is one log record: no traceback, no driver hint, no link.
     log_line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) \S+: ")
     assert all(log_line.match(line) for line in err.splitlines()), err
-    failures = [line for line in err.splitlines() if "scheduled run" in line]
+    failures = [line for line in err.splitlines() if " failed: " in line and "tick " in line]
     assert len(failures) == 2, err
     assert all("Connection refused" in line for line in failures), err
     assert "database unavailable at postgresql" in failures[1], err

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
-from crypto_etl.errors import DatabaseError, first_line
+from crypto_etl.errors import DatabaseError, first_line, run_id_of
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.scheduler import StopFlag, run_every
@@ -157,7 +157,7 @@ def load_file(settings: Settings, database: Database, csv_path: Path) -> LoadOut
     rows were quarantined). The file is checked before the database is opened."""
     check_csv_file(csv_path)
     engine = database.engine
-    with recorded_run(engine, "load", source=str(csv_path)) as run:
+    with recorded_run(engine, "load", source=str(csv_path), settings=settings) as run:
         result, _ = _load(engine, csv_path, settings, run.id)
         run.rows_extracted = result.rows_in
         _record_load(run, result)
@@ -246,7 +246,7 @@ def run_snapshot(
     raw_path = settings.raw_dir / f"{name}.json"
     csv_path = settings.data_dir / "processed" / f"{name}.csv"
     with client or CoinGeckoClient(settings) as source:
-        with recorded_run(engine, "run", vs_currency=vs_currency) as run:
+        with recorded_run(engine, "run", vs_currency=vs_currency, settings=settings) as run:
             rows = source.fetch_markets(top_n, vs_currency)
             fetched_at = utcnow()
             run.rows_extracted, run.source = len(rows), str(raw_path)
@@ -322,9 +322,9 @@ def schedule_snapshots(
         except Cancelled:
             log.info("run cancelled between steps")
         except SQLAlchemyError as exc:
-            raise DatabaseError(
-                f"database unavailable at {describe(engine)}: {first_line(exc)}"
-            ) from exc
+            error = DatabaseError(f"database unavailable at {describe(engine)}: {first_line(exc)}")
+            error.run_id = run_id_of(exc)  # the run it cut off, named in the log line
+            raise error from exc
 
     log.info("scheduling a run every %s seconds", interval_seconds)
     runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)

@@ -79,9 +79,7 @@ def _store(engine: Engine, model, rows: Rows, coin_id: str) -> int:
     if not rows.values:
         return 0
     table = model.__tablename__
-    with write_transaction(
-        engine, f"storing {table} of {coin_id}", f"history_before_commit:{table}:{coin_id}"
-    ) as conn:
+    with write_transaction(engine, f"storing {table} of {coin_id}") as conn:
         return append_skip_existing(conn, model.__table__, rows)
 
 

@@ -1,0 +1,41 @@
+"""owner and lease of a running run
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-29
+
+A run records which process owns it (host, pid, a random token) and a lease its heartbeat renews
+(heartbeat_at, lease_expires_at), so that a run whose process is gone can be told from one still
+working and closed as `abandoned` (crypto_etl.storage.runs). ix_etl_runs_status finds the running
+ones without reading the whole journal.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("etl_runs") as batch:
+        batch.add_column(sa.Column("owner_host", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("owner_pid", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("owner_token", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_etl_runs_status", "etl_runs", ["status"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_etl_runs_status", table_name="etl_runs")
+    with op.batch_alter_table("etl_runs") as batch:
+        batch.drop_column("lease_expires_at")
+        batch.drop_column("heartbeat_at")
+        batch.drop_column("owner_token")
+        batch.drop_column("owner_pid")
+        batch.drop_column("owner_host")
