@@ -184,8 +184,9 @@ class Ohlc(Base):
 
 
 class HistoryFetch(Base):
-    """When the history of one coin was last asked for, per table and granularity, and over what
-    range: a re-run within a granularity's step asks CoinGecko nothing it cannot have yet."""
+    """When the history of one coin was last asked for, per table and granularity, over what range
+    and the newest point the answer held: a re-run within a granularity's step asks CoinGecko
+    nothing it cannot have yet."""
 
     __tablename__ = "history_fetches"
 
@@ -196,6 +197,7 @@ class HistoryFetch(Base):
     range_start: Mapped[datetime]
     range_end: Mapped[datetime]
     fetched_at: Mapped[datetime]
+    newest_point: Mapped[datetime | None]  # None: the answer held no point
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
 

@@ -5,8 +5,9 @@ Revises: 0003
 Create Date: 2026-11-29
 
 One row per coin, currency, table (price_history or ohlc) and granularity: the range last asked
-of CoinGecko and when. The backfill and the candle refresh skip a request whose granularity's step
-has not elapsed since the same range was asked for (CoinGecko cannot have anything newer yet).
+of CoinGecko, when, and the newest point its answer held. The backfill and the candle refresh skip
+a request for what is newer than the stored data when its granularity's step has not elapsed since
+the same was asked for (CoinGecko cannot have anything newer yet).
 """
 
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ def upgrade() -> None:
         sa.Column("range_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("range_end", sa.DateTime(timezone=True), nullable=False),
         sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("newest_point", sa.DateTime(timezone=True), nullable=True),
         sa.Column("run_id", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("coin_id", "vs_currency", "table_name", "granularity"),
     )
