@@ -33,9 +33,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_etl_runs_status", table_name="etl_runs")
-    with op.batch_alter_table("etl_runs") as batch:
-        batch.drop_column("lease_expires_at")
-        batch.drop_column("heartbeat_at")
-        batch.drop_column("owner_token")
-        batch.drop_column("owner_pid")
-        batch.drop_column("owner_host")
+    # SQLite (3.35 and newer) drops these plain columns in place; a batch rebuild would drop and
+    # recreate etl_runs, which the foreign keys of the tables holding data refuse.
+    for column in ("lease_expires_at", "heartbeat_at", "owner_token", "owner_pid", "owner_host"):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE etl_runs DROP COLUMN {column}")
+        else:
+            op.drop_column("etl_runs", column)
