@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
 from crypto_etl.errors import DatabaseError, first_line
+from crypto_etl.pipeline.alerting import check_alerts
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.scheduler import StopFlag, run_every
@@ -157,10 +158,13 @@ def load_file(settings: Settings, database: Database, csv_path: Path) -> LoadOut
     rows were quarantined). The file is checked before the database is opened."""
     check_csv_file(csv_path)
     engine = database.engine
-    with recorded_run(engine, "load", source=str(csv_path)) as run:
-        result, _ = _load(engine, csv_path, settings, run.id)
-        run.rows_extracted = result.rows_in
-        _record_load(run, result)
+    try:
+        with recorded_run(engine, "load", source=str(csv_path)) as run:
+            result, _ = _load(engine, csv_path, settings, run.id)
+            run.rows_extracted = result.rows_in
+            _record_load(run, result)
+    finally:
+        check_alerts(settings, engine)
     return LoadOutcome(run.id, run.status, result, csv_path)
 
 
@@ -240,7 +244,22 @@ def run_snapshot(
 ) -> SnapshotRun:
     """Extract, transform, validate and load one snapshot, recorded as one run in etl_runs; then,
     once that run is closed, keep the candles of the top OHLC_TOP_N coins current (their own
-    `ohlc` run: whatever happens there cannot change the snapshot run's record)."""
+    `ohlc` run: whatever happens there cannot change the snapshot run's record). The alert
+    conditions are judged at the end, however the run ended."""
+    try:
+        return _run_snapshot(settings, engine, top_n, vs_currency, should_stop, client)
+    finally:
+        check_alerts(settings, engine)
+
+
+def _run_snapshot(
+    settings: Settings,
+    engine: Engine,
+    top_n: int,
+    vs_currency: str,
+    should_stop: Callable[[], bool],
+    client: CoinGeckoClient | None,
+) -> SnapshotRun:
     stamp = utcnow()
     name = f"{stamp:%Y%m%dT%H%M%S%fZ}_{vs_currency}_top{top_n}"
     raw_path = settings.raw_dir / f"{name}.json"
