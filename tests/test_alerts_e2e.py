@@ -242,3 +242,115 @@ def test_each_condition_opens_and_clears_through_run(cli, fake, receiver):
     resolved = [c for e, c in events(receiver) if e == "resolved"]
     assert sorted(opened) == sorted(resolved)  # each told once when it opened, once at its end
     assert len(opened) == len(set(opened)) + 1  # market_cap opened twice (two episodes)
+
+
+# -- backfill -------------------------------------------------------------------------------------
+@pytest.fixture
+def history_fake():
+    from history_data import NOW, serve_history
+
+    with FakeCoinGecko(fresh_rows(NOW - timedelta(minutes=5))) as server:
+        serve_history(server, {"bitcoin": 1.0}, days=40, now=NOW)
+        yield server
+
+
+def test_backfill_failure_and_a_spike_in_history_open_and_clear(
+    tmp_path, history_fake, db_url, receiver
+):
+    from history_data import NOW
+
+    env = etl_env(
+        db_url,
+        history_fake.url,
+        tmp_path / "data",
+        COINGECKO_MAX_RETRIES="0",
+        OHLC_TOP_N="0",
+        CRYPTO_ETL_NOW=NOW.isoformat(),
+        ALERT_WEBHOOK_URLS=f"slack+{receiver.url()}",
+    )
+    cli = etl_runner(tmp_path, env)
+    failed = cli("backfill", "--coins=no-such-coin", "--days=30", check=False)
+    assert failed.returncode == 1
+    assert open_conditions(db_url) == ["run_failed:backfill"]
+    text = receiver.accepted[0]["text"]
+    assert text.startswith(":rotating_light: *Crypto ETL alert opened* `run_failed:backfill`")
+
+    # CoinGecko's history holds one hourly price ten times too high, ten days back.
+    spike_at = (NOW - timedelta(days=10)).replace(minute=0)
+    spike = int(spike_at.timestamp() * 1000)
+    prices = history_fake.charts["bitcoin"]["prices"]
+    index = next(i for i, (ms, _) in enumerate(prices) if ms == spike)
+    prices[index] = [spike, prices[index][1] * 10]
+    cli("backfill", "--coins=bitcoin", "--days=30")
+    assert open_conditions(db_url) == ["anomaly:price_move:usd:bitcoin"]
+    flags = query(db_url, "SELECT rule, source, observed_at, value FROM anomaly_flags")
+    assert {(r[0], r[1]) for r in flags} == {("price_move", "price_history")}
+    by_time = {str(r[2])[:16]: r[3] for r in flags}
+    flagged_spike = by_time.pop(f"{spike_at:%Y-%m-%d %H:%M}")
+    assert abs(flagged_spike - prices[index][1]) < 1e-6 * prices[index][1]
+    # The synthesised history repeats one real day; where the day wraps round, the five-minute
+    # points of the last day jump 6 % in five minutes: flagged too, three points, then accepted.
+    assert len(by_time) == 3 and all(
+        t.startswith(f"{NOW - timedelta(days=1):%Y-%m-%d}") for t in by_time
+    )
+    texts = [body["text"] for body in receiver.accepted]
+    assert any("alert resolved* `run_failed:backfill`" in t for t in texts)
+
+    # Two hours later the next backfill brings clean points: the anomaly alert clears.
+    later = NOW + timedelta(hours=2)
+    from history_data import serve_history
+
+    serve_history(history_fake, {"bitcoin": 1.0}, days=40, now=later)
+    cli("backfill", "--coins=bitcoin", "--days=30", CRYPTO_ETL_NOW=later.isoformat())
+    assert open_conditions(db_url) == []
+    assert scalar(db_url, "SELECT count(*) FROM anomaly_flags") == 4
+
+
+# -- the alerts command ---------------------------------------------------------------------------
+def test_alerts_lists_checks_staleness_and_sends_tests(cli, fake, receiver):
+    fake.fail_next(401, UNAUTHORIZED)
+    cli("run", check=False)
+    out = cli("alerts").stdout
+    assert "open alerts (1):" in out and "run_failed:run  [open]" in out
+    assert "no anomaly flags" in out
+    cli("run")
+    assert "no open alerts" in cli("alerts").stdout
+    listed = cli("alerts", "--all").stdout
+    assert "alerts (1):" in listed and "[resolved" in listed
+    assert "no alerts" in cli("alerts", "--all", "--since=2100-01-01T00:00:00Z").stdout
+
+    # No run for three hours: the command itself finds the data stale.
+    later = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
+    out = cli("alerts", CRYPTO_ETL_NOW=later).stdout
+    assert "data_stale:usd" in out
+    assert events(receiver)[-1] == ("opened", "data_stale:usd")
+
+    answers = cli("alerts", "--send_test").stdout
+    assert answers.startswith("webhook 1 (json, 127.0.0.1): ok, HTTP 200 after 1 attempt(s)")
+    assert receiver.accepted[-1]["event"] == "test"
+
+    with Silent() as closed:
+        url = closed.url()
+    refused = cli(
+        "alerts",
+        "--send_test",
+        check=False,
+        ALERT_WEBHOOK_URLS=f"{receiver.url()},{url}",
+        ALERT_WEBHOOK_RETRIES="0",
+    )
+    assert refused.returncode == 1
+    assert "webhook 2 (json, 127.0.0.1): FAILED, could not connect" in refused.stdout
+    assert "error: 1 of 2 webhook(s) did not accept the test" in refused.stderr
+    assert "SECRET-PATH" not in refused.stdout + refused.stderr
+
+    none = cli("alerts", "--send_test", check=False, ALERT_WEBHOOK_URLS="")
+    assert none.returncode == 1 and "ALERT_WEBHOOK_URLS is empty" in none.stderr
+    bad = cli("alerts", "--since=yesterday", check=False)
+    assert bad.returncode == 2 and "--since must be an ISO 8601 time" in bad.stderr
+
+
+def test_schedule_judges_the_conditions_on_each_tick(cli, fake, receiver):
+    fake.fail_next(401, UNAUTHORIZED)
+    out = cli("schedule", "--interval_seconds=0.05", "--max_runs=2")
+    assert "after 2 run(s), 1 failed" in out.stdout
+    assert events(receiver) == [("opened", "run_failed:run"), ("resolved", "run_failed:run")]
