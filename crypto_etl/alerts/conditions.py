@@ -21,6 +21,7 @@ from typing import Any
 from crypto_etl.alerts.anomalies import Flag
 from crypto_etl.formatting import duration
 
+KINDS = ("run_failed", "failed_streak", "data_stale", "quarantine_rate", "anomaly")
 FAILED = frozenset({"failed", "abandoned"})  # statuses that count as a failed run
 SKIPPED = frozenset({"running", "cancelled"})  # a stop is not a failure, nor a success
 QUARANTINE_COMMANDS = frozenset({"run", "load"})
