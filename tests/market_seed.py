@@ -231,7 +231,7 @@ def seed_alerts(url: str, anchor: datetime) -> dict:
                         condition="run_failed:backfill",
                         kind="run_failed",
                         state="resolved",
-                        summary="backfill run 3 failed: CoinGecko answered 404",
+                        summary="run 3 (backfill) failed: CoinGecko answered 404",
                         opened_at=failed_at - timedelta(hours=2),
                         last_seen_at=failed_at - timedelta(hours=1),
                         resolved_at=failed_at - timedelta(hours=1),

@@ -28,7 +28,7 @@ MESSAGE = {
     "condition": "run_failed:run",
     "kind": "run_failed",
     "state": "open",
-    "summary": "run run 12 failed: CoinGecko refused the API key (401)",
+    "summary": "run 12 (run) failed: CoinGecko refused the API key (401)",
     "opened_at": NOW.isoformat(),
     "resolved_at": None,
     "run_ids": [12],

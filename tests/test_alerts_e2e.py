@@ -70,7 +70,7 @@ def test_a_failure_is_told_once_and_its_end_once(cli, fake, receiver, tmp_path):
     message = receiver.accepted[0]
     run_id = scalar(cli.db_url, "SELECT max(id) FROM etl_runs")
     assert message["run_ids"] == [run_id]
-    assert f"run run {run_id} failed" in message["summary"]
+    assert f"run {run_id} (run) failed" in message["summary"]
     assert "401" in message["summary"]
     (tmp_path / "message_received.json").write_text(json.dumps(message, indent=2))
 

@@ -80,7 +80,7 @@ def run_conditions(
         failed = Finding(
             f"run_failed:{command}",
             "run_failed",
-            f"{command} run {last.id} {last.status}: {last.error_message or 'no error recorded'}",
+            f"run {last.id} ({command}) {last.status}: {last.error_message or 'no error recorded'}",
             {"run_id": last.id, "status": last.status, "error": last.error_message},
             (last.id,),
         )
@@ -115,7 +115,7 @@ def run_conditions(
                 Finding(
                     f"quarantine_rate:{command}",
                     "quarantine_rate",
-                    f"{command} run {counted.id} quarantined {counted.rows_rejected} of "
+                    f"run {counted.id} ({command}) quarantined {counted.rows_rejected} of "
                     f"{counted.rows_extracted} rows ({rate:.0%}, threshold {quarantine_rate:.0%})",
                     {"rate": rate, "threshold": quarantine_rate, "rejected": counted.rows_rejected},
                     (counted.id,),

@@ -269,6 +269,7 @@ def apply(
                 changes.append(Change("opened", alert.id, message_for(alert, "opened")))
             elif finding is not None:
                 alert.last_seen_at = now
+                alert.summary = finding.summary
                 alert.details = finding.details
                 alert.run_ids = _merged(alert.run_ids, finding.run_ids)
                 alert.coin_ids = _merged(alert.coin_ids, finding.coin_ids)

@@ -44,7 +44,7 @@ ALERT_EXAMPLE = {
     "condition": "run_failed:run",
     "kind": "run_failed",
     "state": "open",
-    "summary": "run run 41 failed: CoinGecko refused the request (401)",
+    "summary": "run 41 (run) failed: CoinGecko refused the request (401)",
     "opened_at": "2026-11-29T03:40:00Z",
     "last_seen_at": "2026-11-29T03:45:00Z",
     "resolved_at": None,
