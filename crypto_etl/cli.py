@@ -489,6 +489,47 @@ class CryptoETLPipeline:
         report = gap_report(engine, settings, ids, currency, window, cadence, utcnow())
         print(report.format())
 
+    # -- alerts ----------------------------------------------------------------------------------
+    @command
+    def alerts(
+        self,
+        all: bool = False,
+        since: str | None = None,
+        send_test: bool = False,
+        limit: int = 50,
+    ):
+        """List open alerts and recent anomaly flags, after judging every alert condition.
+
+        --all lists resolved alerts too; --since (ISO 8601) limits them to alerts seen since then
+        and the flags to values observed since then (default: flags of the last 24 hours).
+        --send_test sends a test message to each webhook of ALERT_WEBHOOK_URLS and reports each
+        answer (exit 1 when one fails).
+        Example: python etl.py alerts --all --since=2025-01-01T00:00:00Z
+        """
+        from crypto_etl.pipeline.alerting import alerts_report, send_test_messages
+
+        settings = self._config()
+        if send_test:
+            answers = send_test_messages(settings)
+            for label, answer in answers:
+                mark = "ok" if answer.ok else "FAILED"
+                print(
+                    f"{label}: {mark}, {answer.detail} after {answer.attempts} attempt(s) "
+                    f"in {answer.seconds:.2f} s"
+                )
+            failed = [label for label, answer in answers if not answer.ok]
+            if failed:
+                raise ETLError(
+                    f"{len(failed)} of {len(answers)} webhook(s) did not accept the test"
+                )
+            return
+        if not isinstance(all, bool):
+            raise UsageError(f"--all takes no value, got {all!r}")
+        moment = _moment("since", since)
+        top = _positive_int("limit", limit, 50)
+        report = alerts_report(settings, self._db().engine, all, moment, top)
+        print(report.format())
+
     @command
     def init_db(self):
         """Create or upgrade the database schema (Alembic migrations).

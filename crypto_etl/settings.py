@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from crypto_etl.errors import ConfigError
 
@@ -30,6 +30,25 @@ def currency_code(value: object) -> str | None:
     one (1 to 20 letters or digits)."""
     text = str(value).strip().lower()
     return text if re.fullmatch(CURRENCY_PATTERN, text) else None
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Thresholds of the alert conditions and anomaly rules, and where alerts are sent
+    (README: Alerts and anomaly flags)."""
+
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # they carry secrets
+    webhook_timeout_seconds: float = 5.0
+    webhook_retries: int = 3
+    webhook_backoff_seconds: float = 0.5
+    failed_runs_in_a_row: int = 3
+    stale_after_seconds: int = 3600
+    quarantine_rate: float = 0.1
+    price_move_z: float = 12.0
+    volume_jump_z: float = 12.0
+    market_cap_tolerance: float = 0.05
+    min_history: int = 24
+    history_window: int = 288
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,7 @@ class Settings:
     api_cache_check_seconds: float = 1.0
     run_heartbeat_seconds: float = 30.0
     run_lease_seconds: float = 120.0
+    alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
 
     @property
     def api_key_header(self) -> str:
@@ -181,6 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         expected_cadence_seconds=_int(env, "ETL_INTERVAL_SECONDS", 300),
         api_cache_check_seconds=_float(env, "API_CACHE_CHECK_SECONDS", 1.0, allow_zero=True),
         **_lease(env),
+        alerts=alert_settings(env),
     )
 
 
@@ -196,6 +217,50 @@ def _lease(env: Mapping[str, str]) -> dict[str, float]:
             f"({heartbeat:g})"
         )
     return {"run_heartbeat_seconds": heartbeat, "run_lease_seconds": lease}
+
+
+def alert_settings(env: Mapping[str, str]) -> AlertSettings:
+    """The ALERT_* settings."""
+    return AlertSettings(
+        webhook_urls=_webhook_urls(env),
+        webhook_timeout_seconds=_float(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+        webhook_retries=_int(env, "ALERT_WEBHOOK_RETRIES", 3, minimum=0),
+        webhook_backoff_seconds=_float(env, "ALERT_WEBHOOK_BACKOFF_SECONDS", 0.5, allow_zero=True),
+        failed_runs_in_a_row=_int(env, "ALERT_FAILED_RUNS_IN_A_ROW", 3, minimum=2),
+        stale_after_seconds=_int(env, "ALERT_STALE_AFTER_SECONDS", 3600),
+        quarantine_rate=_fraction(env, "ALERT_QUARANTINE_RATE", 0.1),
+        price_move_z=_float(env, "ALERT_PRICE_MOVE_Z", 12.0),
+        volume_jump_z=_float(env, "ALERT_VOLUME_JUMP_Z", 12.0),
+        market_cap_tolerance=_fraction(env, "ALERT_MARKET_CAP_TOLERANCE", 0.05),
+        min_history=_int(env, "ALERT_MIN_HISTORY", 24, minimum=2),
+        history_window=_int(env, "ALERT_HISTORY_WINDOW", 288, minimum=10),
+    )
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default, allow_zero=True)
+    if value > 1:
+        raise ConfigError(f"{name} must be a fraction between 0 and 1 (0.1 is 10 %), got {value}")
+    return value
+
+
+WEBHOOK_FORMATS = ("slack", "json")
+
+
+def _webhook_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    """ALERT_WEBHOOK_URLS: comma-separated http(s) URLs, each optionally prefixed `slack+` or
+    `json+`. A bad entry is named by its position only: the URLs carry secrets."""
+    raw = env.get("ALERT_WEBHOOK_URLS", "")
+    urls = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for number, url in enumerate(urls, 1):
+        prefix, _, rest = url.partition("+")
+        parts = urlsplit(rest if prefix in WEBHOOK_FORMATS else url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"ALERT_WEBHOOK_URLS entry {number} must be an http(s) URL, optionally prefixed "
+                "slack+ or json+ (e.g. slack+https://hooks.slack.com/services/...)"
+            )
+    return urls
 
 
 def _origins(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -27,6 +27,10 @@ TABLES = (
     "price_history",
     "ohlc",
     "history_fetches",
+    "alert_outbox",
+    "alerts",
+    "anomaly_flags",
+    "alert_evaluations",
 )
 
 

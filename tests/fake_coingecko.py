@@ -1,8 +1,10 @@
 """A small fake of the CoinGecko API v3 over real HTTP, for end-to-end tests of the CLI.
 
-It serves /coins/markets (paginated like CoinGecko), /coins/{id}/market_chart/range and
-/coins/{id}/ohlc from in-memory data, records every request, and can be told to fail the next
-requests with given statuses (429 with retry-after, 5xx, 401, ...) or every request for a coin.
+It serves /coins/markets (paginated like CoinGecko; it can be told to serve a coin's price some
+times off, a zero market cap, any other field changed, or every row's last_updated stale),
+/coins/{id}/market_chart/range and /coins/{id}/ohlc from in-memory data, records every request,
+and can be told to fail the next requests with given statuses (429 with retry-after, 5xx, 401,
+...) or every request for a coin.
 With `misbehave_every_other` set it misbehaves on every other request (the 1st, 3rd, 5th, ...),
 cycling through the transient faults CoinGecko and the proxies in front of it produce
 (`FAULT_KINDS`): a body cut short, a 200 that is not JSON, a connection reset mid-body, 5xx, 429 in
@@ -24,7 +26,7 @@ import struct
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -76,8 +78,10 @@ class FakeCoinGecko:
         self.misbehave_every_other = False
         self.hold_seconds = 1.0  # how long a "timeout" fault keeps the client waiting
         self.faults: list[str] = []  # the fault kinds served, in order
-        self._served = 0
+        self._requests_seen = 0
         self._released = threading.Event()
+        self.row_changes: dict[str, dict[str, Any]] = {}  # coin -> fields served instead
+        self.stale_by: timedelta | None = None  # serve every last_updated this much in the past
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -92,6 +96,36 @@ class FakeCoinGecko:
     ) -> None:
         for _ in range(times):
             self.failures.append((status, body, headers or {}))
+
+    # -- faults in the market rows ---------------------------------------------------------------
+    def serve_price_off(self, coin: str, factor: float = 10.0) -> None:
+        """Serve `coin` with its price `factor` times what it is (market cap unchanged)."""
+        row = next(r for r in self.markets if r["id"] == coin)
+        self.row_changes.setdefault(coin, {})["current_price"] = row["current_price"] * factor
+
+    def serve_zero_market_cap(self, coin: str) -> None:
+        self.row_changes.setdefault(coin, {})["market_cap"] = 0
+
+    def serve_changed(self, coin: str, **fields: Any) -> None:
+        self.row_changes.setdefault(coin, {}).update(fields)
+
+    def serve_stale(self, age: timedelta) -> None:
+        """Serve every row with last_updated `age` before the real time."""
+        self.stale_by = age
+
+    def serve_normally(self) -> None:
+        self.row_changes.clear()
+        self.stale_by = None
+
+    def _served(self, row: dict[str, Any]) -> dict[str, Any]:
+        changes = self.row_changes.get(row.get("id"), {})
+        if not changes and self.stale_by is None:
+            return row
+        out = {**row, **changes}
+        if self.stale_by is not None:
+            when = datetime.now(UTC) - self.stale_by
+            out["last_updated"] = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return out
 
     def start(self) -> FakeCoinGecko:
         self._thread.start()
@@ -129,7 +163,7 @@ class FakeCoinGecko:
             per_page = min(int(query.get("per_page", 100)), 250)
             page = int(query.get("page", 1))
             start = (page - 1) * per_page
-            return 200, self.markets[start : start + per_page]
+            return 200, [self._served(row) for row in self.markets[start : start + per_page]]
         if len(parts) >= 3 and parts[0] == "coins":
             coin = parts[1]
             if coin in self.fail_coins:
@@ -212,8 +246,8 @@ class FakeCoinGecko:
                     failure = fake.failures.popleft() if fake.failures else None
                     fault = None
                     if fake.misbehave_every_other and failure is None:
-                        fake._served += 1
-                        if fake._served % 2 == 1:
+                        fake._requests_seen += 1
+                        if fake._requests_seen % 2 == 1:
                             fault = FAULT_KINDS[len(fake.faults) % len(FAULT_KINDS)]
                             fake.faults.append(fault)
                 if fault is not None:
@@ -287,7 +321,6 @@ def main() -> None:
     import argparse
     import sys
     import time
-    from datetime import UTC, datetime
     from pathlib import Path
 
     parser = argparse.ArgumentParser(description="A local fake of the CoinGecko API v3")

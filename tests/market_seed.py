@@ -13,10 +13,19 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from helpers import market_rows
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from crypto_etl.storage.engine import make_engine
-from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
+from crypto_etl.storage.schema import (
+    Alert,
+    AnomalyFlag,
+    Coin,
+    EtlRun,
+    MarketSnapshot,
+    Ohlc,
+    PriceHistory,
+    RejectedRow,
+)
 
 SNAPSHOT_FIELDS = [c.key for c in MarketSnapshot.__table__.columns]
 
@@ -198,3 +207,69 @@ def seed_market(
         "price_history": len(history),
         "ohlc": len(candles),
     }
+
+
+def seed_alerts(url: str, anchor: datetime) -> dict:
+    """Alerts and a flagged value on top of `seed_market(url, anchor)`: an open anomaly alert, a
+    resolved run alert, and bitcoin's snapshot of a day before `anchor` flagged as a price move
+    (the price then is in the hourly history the coin page charts)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            btc = conn.execute(
+                select(MarketSnapshot.last_updated, MarketSnapshot.current_price)
+                .where(MarketSnapshot.coin_id == "bitcoin")
+                .order_by(MarketSnapshot.last_updated.desc())
+                .offset(24)
+                .limit(1)
+            ).one()
+            failed_at = anchor - timedelta(minutes=20)
+            conn.execute(
+                insert(Alert),
+                [
+                    dict(
+                        condition="run_failed:backfill",
+                        kind="run_failed",
+                        state="resolved",
+                        summary="run 3 (backfill) failed: CoinGecko answered 404",
+                        opened_at=failed_at - timedelta(hours=2),
+                        last_seen_at=failed_at - timedelta(hours=1),
+                        resolved_at=failed_at - timedelta(hours=1),
+                        details={},
+                        run_ids=[3],
+                        coin_ids=[],
+                    ),
+                    dict(
+                        condition="anomaly:price_move:usd:bitcoin",
+                        kind="anomaly",
+                        state="open",
+                        summary="bitcoin (usd): 1 price_move flag(s) in run 9",
+                        opened_at=failed_at,
+                        last_seen_at=anchor,
+                        resolved_at=None,
+                        details={"rule": "price_move"},
+                        run_ids=[9],
+                        coin_ids=["bitcoin"],
+                    ),
+                ],
+            )
+            conn.execute(
+                insert(AnomalyFlag),
+                [
+                    dict(
+                        rule="price_move",
+                        source="market_snapshots",
+                        coin_id="bitcoin",
+                        vs_currency="usd",
+                        observed_at=btc.last_updated,
+                        value=btc.current_price,
+                        expected=btc.current_price * 0.9,
+                        score=14.2,
+                        run_id=9,
+                        created_at=anchor,
+                    )
+                ],
+            )
+    finally:
+        engine.dispose()
+    return {"flagged_at": btc.last_updated, "flagged_price": btc.current_price}

@@ -95,13 +95,9 @@ class Databases:
             shutil.copyfile(self.template, target)
             return Attempt(f"sqlite:///{target}", cwd)
         engine = create_engine(self.url)
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "TRUNCATE coins, market_snapshots, rejected_rows, price_history, ohlc, "
-                    "etl_runs RESTART IDENTITY CASCADE"
-                )
-            )
+        tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
+        with engine.begin() as conn:  # every table the migrations made, whatever they are
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return Attempt(self.url, cwd)
 

@@ -7,6 +7,7 @@ error (API down). Each page must show its charts or a clear message, never an ex
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ import requests
 import requests_mock
 import streamlit as st
 from fastapi.testclient import TestClient
-from market_seed import seed_market
+from market_seed import seed_alerts, seed_market
 from streamlit.testing.v1 import AppTest
 
 from crypto_etl.api.app import create_app
@@ -64,7 +65,9 @@ def seeded_db(tmp_path_factory) -> str:
     engine = make_engine(url)
     init_db(engine)
     engine.dispose()
-    seed_market(url, anchor=datetime.now(UTC).replace(microsecond=0))
+    anchor = datetime.now(UTC).replace(microsecond=0)
+    seed_market(url, anchor=anchor)
+    seed_alerts(url, anchor)
     return url
 
 
@@ -141,6 +144,10 @@ def test_coin_page_with_history_and_candles(api):
     ]
     assert plotly_charts(app) == 3  # price with averages, candles, volume
     assert not app.info
+    price = json.loads(app.get("plotly_chart")[0].proto.spec)
+    flagged = [t for t in price["data"] if t.get("name") == "Flagged value"]
+    assert len(flagged) == 1 and len(flagged[0]["x"]) == 1
+    assert flagged[0]["text"][0].startswith("price_move: ")
     app.segmented_control[0].set_value("7d").run()
     assert not app.exception and plotly_charts(app) == 3
 
@@ -173,7 +180,10 @@ def test_pipeline_health_page(api):
     ]
     assert app.metric[2].value == "1" and app.metric[3].value == "2"
     assert plotly_charts(app) == 1
-    assert len(app.dataframe) == 3  # runs, rejected rows, freshness
+    assert len(app.dataframe) == 4  # open alerts, runs, rejected rows, freshness
+    assert "1 open alert(s): bitcoin (usd): 1 price_move flag(s) in run 9" in texts(app.error)
+    alerts = app.dataframe[0].value
+    assert list(alerts["condition"]) == ["anomaly:price_move:usd:bitcoin"]
 
 
 @pytest.mark.parametrize("name", list(PAGES))

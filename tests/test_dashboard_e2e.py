@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from market_seed import seed_market
+from market_seed import seed_alerts, seed_market
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -91,7 +91,9 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture
 def services(sqlite_url, tmp_path):
     """The API on a seeded database and the dashboard pointed at it; yields the dashboard URL."""
-    seed_market(sqlite_url, anchor=datetime.now(UTC).replace(microsecond=0))
+    anchor = datetime.now(UTC).replace(microsecond=0)
+    seed_market(sqlite_url, anchor=anchor)
+    seed_alerts(sqlite_url, anchor)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "API_"))}
     env.update(DATABASE_URL=sqlite_url, API_KEY="e2e-key", PYTHONUNBUFFERED="1")
     api_port, dash_port = free_port(), free_port()
@@ -155,6 +157,15 @@ def test_every_page_renders_in_chromium(services):
                 assert "Traceback" not in text and "Error" not in text, (name, text[:2000])
                 assert page.locator('[data-testid="stException"]').count() == 0, name
                 assert main.locator(".js-plotly-plot").count() >= charts, name
+                if name == "pipeline_health":
+                    assert "1 open alert(s): bitcoin (usd): 1 price_move flag(s)" in text
+                if name == "coin":
+                    traces = page.evaluate(
+                        "() => Array.from(document.querySelectorAll("
+                        "'[data-testid=\"stMain\"] .js-plotly-plot'))"
+                        ".map(p => (p.data || []).map(t => t.name))"
+                    )
+                    assert "Flagged value" in traces[0], traces
                 # Streamlit scrolls inside its main element: grow the window to the whole page.
                 height = page.evaluate(
                     "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight"

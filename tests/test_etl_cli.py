@@ -26,6 +26,7 @@ COMMANDS = (
     "backfill",
     "gaps",
     "init_db",
+    "alerts",
 )
 
 

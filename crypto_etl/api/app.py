@@ -21,7 +21,7 @@ from crypto_etl.api.cache import ResponseCache
 from crypto_etl.api.deps import API_KEY_HEADER, make_read_only, require_api_key
 from crypto_etl.api.errors import install_error_handlers
 from crypto_etl.api.metrics import MetricsMiddleware
-from crypto_etl.api.routes import cryptos, market, operations, pipeline
+from crypto_etl.api.routes import alerts, cryptos, market, operations, pipeline
 from crypto_etl.api.schemas import ErrorResponse
 from crypto_etl.errors import ConfigError
 from crypto_etl.settings import Settings, load_settings
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     # The API key dependency is added only when API_KEY is set, so that the OpenAPI description
     # asks for the key exactly when the server does.
-    for resource in (cryptos, market, pipeline):
+    for resource in (cryptos, market, pipeline, alerts):
         if settings.api_key:
             app.include_router(
                 resource.router,

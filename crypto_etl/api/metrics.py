@@ -10,6 +10,10 @@ import logging
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.orm import Session
+
+from crypto_etl.alerts.conditions import KINDS
+from crypto_etl.alerts.store import open_conditions
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,18 @@ DATA_AGE = Gauge(
     "crypto_data_age_seconds",
     "Age of the newest row of each table the pipeline fills (read at scrape time)",
     ["table"],
+    multiprocess_mode="mostrecent",
+)
+ALERTS_OPEN = Gauge(
+    "crypto_alerts_open",
+    "Open alerts by kind of condition (read at scrape time)",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+ALERT_OPEN = Gauge(
+    "crypto_alert_open",
+    "1 for each open alert, labelled with its condition key (read at scrape time)",
+    ["condition", "kind"],
     multiprocess_mode="mostrecent",
 )
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -60,3 +76,15 @@ class MetricsMiddleware:
             method = scope["method"] if scope["method"] in METHODS else "other"
             REQUESTS.labels(method, route, str(status)).inc()
             LATENCY.labels(method, route).observe(time.perf_counter() - started)
+
+
+def read_open_alerts(session: Session) -> None:
+    """Set the open-alert gauges from the alerts table: every kind is present, 0 when none."""
+    conditions = open_conditions(session)
+    ALERT_OPEN.clear()
+    counts = dict.fromkeys(KINDS, 0)
+    for condition, kind in conditions:
+        ALERT_OPEN.labels(condition, kind).set(1)
+        counts[kind] = counts.get(kind, 0) + 1
+    for kind, count in counts.items():
+        ALERTS_OPEN.labels(kind).set(count)

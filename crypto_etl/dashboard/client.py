@@ -159,3 +159,11 @@ def rejected_rows(limit: int = 50) -> dict[str, Any]:
 
 def freshness() -> dict[str, Any]:
     return fetch("/api/v1/freshness")
+
+
+def alerts(state: str | None = "open", limit: int = 50) -> dict[str, Any]:
+    return fetch("/api/v1/alerts", state=state, limit=limit)
+
+
+def anomalies(coin_id: str, since: str, until: str, limit: int = 200) -> dict[str, Any]:
+    return fetch("/api/v1/anomalies", coin=coin_id, since=since, until=until, limit=limit)

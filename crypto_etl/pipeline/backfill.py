@@ -25,6 +25,7 @@ from crypto_etl.coingecko.history import (
     reaches_past_a_year,
 )
 from crypto_etl.errors import CoinGeckoError, first_line
+from crypto_etl.pipeline.alerting import check_alerts
 from crypto_etl.pipeline.backfill_plan import TABLES, CoinPlan, plan_coin
 from crypto_etl.pipeline.journal import recorded_run
 from crypto_etl.pipeline.scheduler import sigterm_interrupts
@@ -192,12 +193,18 @@ def run_backfill(
     client: CoinGeckoClient | None = None,
 ) -> BackfillReport:
     """The `backfill` command: `coins`, or else the current top `top_n` coins by market cap, from
-    `start` to `now`. SIGTERM stops it like Ctrl-C does, so its run is recorded as cancelled."""
-    with sigterm_interrupts(), client or CoinGeckoClient(settings) as source:
-        if coins is None:
-            coins = [row["id"] for row in source.fetch_markets(top_n, vs_currency)]
-            log.info("backfilling the top %d coins by market cap", len(coins))
-        return backfill(engine, source, settings, coins, vs_currency, start, now, on_coin=on_coin)
+    `start` to `now`. SIGTERM stops it like Ctrl-C does, so its run is recorded as cancelled.
+    The alert conditions are judged at the end, however the backfill ended."""
+    try:
+        with sigterm_interrupts(), client or CoinGeckoClient(settings) as source:
+            if coins is None:
+                coins = [row["id"] for row in source.fetch_markets(top_n, vs_currency)]
+                log.info("backfilling the top %d coins by market cap", len(coins))
+            return backfill(
+                engine, source, settings, coins, vs_currency, start, now, on_coin=on_coin
+            )
+    finally:
+        check_alerts(settings, engine)
 
 
 def refresh_ohlc(

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
 from crypto_etl.errors import DatabaseError, ETLError, first_line, run_id_of
+from crypto_etl.pipeline.alerting import check_alerts
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.landing import (
@@ -139,10 +140,13 @@ def load_file(settings: Settings, database: Database, csv_path: Path) -> LoadOut
     rows were quarantined). The file is checked before the database is opened."""
     check_csv_file(csv_path)
     engine = database.engine
-    with recorded_run(engine, "load", source=str(csv_path), settings=settings) as run:
-        result, _ = _load(engine, csv_path, settings, run.id)
-        run.rows_extracted = result.rows_in
-        _record_load(run, result)
+    try:
+        with recorded_run(engine, "load", source=str(csv_path), settings=settings) as run:
+            result, _ = _load(engine, csv_path, settings, run.id)
+            run.rows_extracted = result.rows_in
+            _record_load(run, result)
+    finally:
+        check_alerts(settings, engine)
     return LoadOutcome(run.id, run.status, result, csv_path)
 
 
@@ -229,7 +233,27 @@ def run_snapshot(
 
     When the database cannot be reached, the snapshot is fetched and kept all the same (pending in
     the landing folder) and the run fails with one `DatabaseError` line saying so; the next run
-    that reaches the database loads it."""
+    that reaches the database loads it. The alert conditions are judged at the end, however the
+    run ended (when the database is down, by the next run that reaches it)."""
+    try:
+        return _run_snapshot(settings, database, top_n, vs_currency, should_stop, client)
+    finally:
+        try:
+            engine = _engine(database)
+        except (DatabaseError, SQLAlchemyError):
+            engine = None
+        if engine is not None:
+            check_alerts(settings, engine)
+
+
+def _run_snapshot(
+    settings: Settings,
+    database: Database | Engine,
+    top_n: int,
+    vs_currency: str,
+    should_stop: Callable[[], bool],
+    client: CoinGeckoClient | None,
+) -> SnapshotRun:
     stamp = utcnow()
     name = f"{stamp:%Y%m%dT%H%M%S%fZ}_{vs_currency}_top{top_n}"
     raw_path = settings.raw_dir / f"{name}.json"

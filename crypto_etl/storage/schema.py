@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Double,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -216,3 +218,98 @@ def on_backend(item: object, dialect_name: str) -> bool:
     only (its `info["dialects"]`). Alembic's comparison of models and database uses it."""
     dialects = getattr(item, "info", {}).get("dialects")
     return dialects is None or dialect_name in dialects
+
+
+class Alert(Base):
+    """One alert per episode of a condition (crypto_etl.alerts): open while the condition holds,
+    resolved once it clears; at most one open alert per condition key."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    condition: Mapped[str] = mapped_column(String(300))  # e.g. run_failed:run, data_stale:usd
+    kind: Mapped[str] = mapped_column(String(50))  # run_failed, failed_streak, data_stale, ...
+    state: Mapped[str] = mapped_column(String(20))  # open or resolved
+    summary: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]  # the last evaluation that found the condition holding
+    resolved_at: Mapped[datetime | None]
+    last_notified_at: Mapped[datetime | None]
+    details: Mapped[dict] = mapped_column(JSON)
+    run_ids: Mapped[list] = mapped_column(JSON)  # the etl_runs rows concerned
+    coin_ids: Mapped[list] = mapped_column(JSON)  # the coins concerned
+
+    __table_args__ = (
+        Index(
+            "ux_alerts_open_condition",
+            "condition",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+        Index("ix_alerts_opened_at", "opened_at"),
+    )
+
+
+class AnomalyFlag(Base):
+    """A market value an anomaly rule found suspicious. Append-only: never altered or deleted
+    (database triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "anomaly_flags"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(50))  # price_move, market_cap, volume_jump
+    source: Mapped[str] = mapped_column(String(20))  # market_snapshots or price_history
+    coin_id: Mapped[str] = mapped_column(String(200))
+    vs_currency: Mapped[str] = mapped_column(String(20))
+    observed_at: Mapped[datetime]  # the flagged point's time (last_updated or ts)
+    value: Mapped[float | None]
+    expected: Mapped[float | None]  # the baseline the value was compared with
+    score: Mapped[float | None]  # robust z-score, or relative deviation for market_cap
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(
+            "ux_anomaly_flags_point",
+            "rule",
+            "source",
+            "coin_id",
+            "vs_currency",
+            "observed_at",
+            unique=True,
+        ),
+        Index("ix_anomaly_flags_coin_observed", "coin_id", "observed_at"),
+        Index("ix_anomaly_flags_created_at", "created_at"),
+    )
+
+
+class AlertOutbox(Base):
+    """A message about an alert still owed to one webhook (identified by a fingerprint of its URL,
+    never the URL): delivered_at stays empty until the webhook accepted it."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    event: Mapped[str] = mapped_column(String(20))  # opened or resolved
+    target: Mapped[str] = mapped_column(String(64))  # crypto_etl.alerts.delivery fingerprint
+    message: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_alert_outbox_pending", "delivered_at", "target"),)
+
+
+class AlertEvaluation(Base):
+    """A finished run whose new points the anomaly rules have checked (so each run is checked
+    once, and a check missed after one run is made after the next)."""
+
+    __tablename__ = "alert_evaluations"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    evaluated_at: Mapped[datetime]
+    flags: Mapped[int] = mapped_column(Integer, default=0)

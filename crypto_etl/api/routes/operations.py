@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_etl.api.deps import SessionDep
 from crypto_etl.api.errors import DATABASE_DOWN, error_response
-from crypto_etl.api.metrics import DATA_AGE
+from crypto_etl.api.metrics import DATA_AGE, read_open_alerts
 from crypto_etl.api.schemas import ErrorResponse, Health, Ready
 from crypto_etl.errors import first_line
 from crypto_etl.storage import queries
@@ -57,15 +57,16 @@ def ready(session: SessionDep):
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 def metrics(session: SessionDep) -> Response:
-    """Request counts, latency histograms and data age, in the Prometheus text format. A database
-    outage leaves the data-age gauges as they were."""
+    """Request counts, latency histograms, data age and open alerts by kind and condition, in the
+    Prometheus text format. A database outage leaves those gauges as they were."""
     try:
         now = datetime.now(UTC)
         for table, _column, newest, _scheduled in queries.newest_per_table(session):
             if newest is not None:
                 DATA_AGE.labels(table).set((now - newest).total_seconds())
+        read_open_alerts(session)
     except SQLAlchemyError as exc:
-        log.warning("metrics: cannot read data age: %s", first_line(exc))
+        log.warning("metrics: cannot read data age or open alerts: %s", first_line(exc))
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

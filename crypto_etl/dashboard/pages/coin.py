@@ -24,6 +24,27 @@ CANDLE_SOURCES = {
     "snapshot_24h": "one 24h candle per snapshot",
 }
 
+
+def flagged_points(coin_id: str, points: pd.DataFrame, period: dict[str, str]) -> pd.DataFrame:
+    """The coin's flagged values in the window, placed on the price line: a flagged price at its
+    own value, a flagged market cap or volume at the price of that moment."""
+    body = load(api.anomalies, coin_id, since=period["start"], until=period["end"])
+    flags = frame(body["data"], times=("observed_at",))
+    if flags.empty:
+        return flags
+    flags = flags.sort_values("observed_at")
+    line = points[["ts", "price"]].dropna().sort_values("ts")
+    placed = pd.merge_asof(flags, line, left_on="observed_at", right_on="ts", direction="nearest")
+    is_price = placed["rule"].eq("price_move")
+    placed["y"] = placed["value"].where(is_price, placed["price"])
+    placed["note"] = [
+        f"{row.rule}: {fmt.compact(row.value)} where {fmt.compact(row.expected)} was expected "
+        f"(score {row.score:.3g}, run {row.run_id})"
+        for row in placed.itertuples()
+    ]
+    return placed
+
+
 st.title("Coin")
 listing = load(api.cryptos, limit=250)
 if not listing["data"]:
@@ -115,6 +136,19 @@ else:
                 y=averages[column],
                 name=f"{column}-point moving average",
                 line={"color": colour, "width": 1.5, "dash": "dot"},
+            )
+        )
+    flagged = flagged_points(coin_id, points, period)
+    if not flagged.empty:
+        price.add_trace(
+            go.Scatter(
+                x=flagged["observed_at"],
+                y=flagged["y"],
+                mode="markers",
+                name="Flagged value",
+                marker={"symbol": "x-thin-open", "size": 14, "color": DOWN, "line": {"width": 3}},
+                text=flagged["note"],
+                hovertemplate="%{text}<extra></extra>",
             )
         )
     price.update_xaxes(

@@ -1,4 +1,4 @@
-"""Pipeline health: recent runs, rows quarantined, and how fresh each table is."""
+"""Pipeline health: open alerts, recent runs, rows quarantined, and how fresh each table is."""
 
 from __future__ import annotations
 
@@ -19,6 +19,38 @@ st.title("Pipeline health")
 runs_body = load(api.runs, limit=RUNS)
 fresh_body = load(api.freshness)
 rejected_body = load(api.rejected_rows, limit=RUNS)
+alerts_body = load(api.alerts, state="open", limit=RUNS)
+
+# -- open alerts ----------------------------------------------------------------------------------
+open_alerts = frame(alerts_body["data"], times=("opened_at", "last_seen_at"))
+if open_alerts.empty:
+    st.success(
+        "No open alert: every condition the pipeline watches is clear.",
+        icon=":material/check_circle:",
+    )
+else:
+    st.error(
+        f"{alerts_body['count']} open alert(s): "
+        + "; ".join(open_alerts["summary"].head(3))
+        + (" …" if alerts_body["count"] > 3 else ""),
+        icon=":material/notifications_active:",
+    )
+    st.subheader("Open alerts")
+    st.dataframe(
+        open_alerts[["condition", "summary", "opened_at", "last_seen_at"]],
+        column_config={
+            "condition": "Condition",
+            "summary": st.column_config.TextColumn("What", width="large"),
+            "opened_at": st.column_config.DatetimeColumn(
+                "Open since (UTC)", format="YYYY-MM-DD HH:mm"
+            ),
+            "last_seen_at": st.column_config.DatetimeColumn(
+                "Last seen (UTC)", format="YYYY-MM-DD HH:mm"
+            ),
+        },
+        hide_index=True,
+        width="stretch",
+    )
 
 # -- freshness ------------------------------------------------------------------------------------
 tables = frame(fresh_body["data"], times=("newest",))

@@ -1,0 +1,196 @@
+"""Anomaly rules over one coin's series of market values: pure functions, no database.
+
+- price_move: the log return of a new point, per square root of an hour elapsed (so that a move
+  over a long gap is judged like the many small moves it stands for), compared with the coin's own
+  recent returns by a robust z-score: 0.6745 · (r − median) / MAD, where MAD is the median absolute
+  deviation of the stored returns. The median and MAD are used because the history they describe
+  may hold the very outliers this rule hunts (a mean and standard deviation would be dragged by
+  them; the median and MAD ignore up to half the points), and because they assume no
+  distribution: crypto returns are far from normal, and nothing has to be fitted. 0.6745 scales
+  the MAD to a standard deviation for normal data, so the threshold reads like a z-score.
+- volume_jump: the same robust z-score on the log of the 24 h volume against its recent values.
+- market_cap: the reported market cap against price × circulating supply, beyond a relative
+  tolerance (a zero market cap with a known supply is 100 % off).
+
+A coin with fewer than `min_history` stored values is not judged (it would flag its own first
+moves), and the MAD is floored (PRICE_MAD_FLOOR, VOLUME_MAD_FLOOR) so that a stablecoin, whose
+returns are nearly all zero, is not flagged for an ordinary 0.3 % wobble. A flagged point is left
+out of the baseline and is not the reference for the next return, so one bad value gives one flag,
+not two (the jump away and the jump back); after LEVEL_SHIFT_POINTS flagged points in a row the
+new level is accepted as real (a redenomination, a lasting crash).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+MAD_TO_SIGMA = 0.6745
+PRICE_MAD_FLOOR = 0.002  # log return per √hour: about 0.06 % over five minutes
+VOLUME_MAD_FLOOR = 0.1  # log volume: about 10 %
+LEVEL_SHIFT_POINTS = 3
+MIN_GAP_HOURS = 1 / 60  # returns over less than a minute count as a minute's
+RULES = ("price_move", "volume_jump", "market_cap")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One observation of a coin: a snapshot (with supply) or a history point (without)."""
+
+    ts: datetime
+    price: float | None
+    market_cap: float | None = None
+    volume: float | None = None
+    supply: float | None = None
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    price_move_z: float = 12.0
+    volume_jump_z: float = 12.0
+    market_cap_tolerance: float = 0.05
+    min_history: int = 24
+    window: int = 288
+
+
+@dataclass(frozen=True)
+class Flag:
+    rule: str
+    observed_at: datetime
+    value: float
+    expected: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The flags raised on a coin's new points, and which rules judged at least one of them."""
+
+    flags: list[Flag]
+    judged: frozenset[str]
+
+
+def robust_z(value: float, baseline: Sequence[float], floor: float) -> tuple[float, float]:
+    """(robust z-score of `value` against `baseline`, the baseline's median)."""
+    values = np.asarray(baseline, dtype=float)
+    median = float(np.median(values))
+    mad = max(float(np.median(np.abs(values - median))), floor, 1e-12)
+    return MAD_TO_SIGMA * (value - median) / mad, median
+
+
+def _hours(later: datetime, earlier: datetime) -> float:
+    return max((later - earlier).total_seconds() / 3600, MIN_GAP_HOURS)
+
+
+def scan(
+    points: Sequence[Point],
+    new_from: int,
+    params: RuleParams,
+    flagged_before: dict[str, set[datetime]] | None = None,
+) -> Verdict:
+    """Judge points[new_from:] against the points before them (and each other, in time order).
+    `points` are sorted by time; `flagged_before` holds, per rule, the times of stored points
+    flagged earlier, which stay out of the baselines."""
+    flagged_before = flagged_before or {}
+    flags: list[Flag] = []
+    judged: set[str] = set()
+    flags += _price_moves(points, new_from, params, flagged_before.get("price_move", set()), judged)
+    flags += _volume_jumps(
+        points, new_from, params, flagged_before.get("volume_jump", set()), judged
+    )
+    flags += _market_caps(points[new_from:], params, judged)
+    flags.sort(key=lambda flag: (flag.observed_at, flag.rule))
+    return Verdict(flags, frozenset(judged))
+
+
+def _price_moves(
+    points: Sequence[Point],
+    new_from: int,
+    params: RuleParams,
+    flagged_before: set[datetime],
+    judged: set[str],
+) -> list[Flag]:
+    flags: list[Flag] = []
+    returns: deque[float] = deque(maxlen=params.window)
+    reference: Point | None = None
+    rejected_in_a_row = 0
+    for index, point in enumerate(points):
+        if point.price is None or not point.price > 0 or not math.isfinite(point.price):
+            continue
+        if reference is None:
+            reference = point
+            continue
+        hours = _hours(point.ts, reference.ts)
+        move = math.log(point.price / reference.price) / math.sqrt(hours)
+        rejected = False
+        if index >= new_from:
+            if len(returns) >= params.min_history:
+                judged.add("price_move")
+                z, median = robust_z(move, returns, PRICE_MAD_FLOOR)
+                if abs(z) > params.price_move_z:
+                    expected = reference.price * math.exp(median * math.sqrt(hours))
+                    flags.append(Flag("price_move", point.ts, point.price, expected, z))
+                    rejected = True
+        else:
+            rejected = point.ts in flagged_before
+        if rejected:
+            rejected_in_a_row += 1
+            if rejected_in_a_row >= LEVEL_SHIFT_POINTS:
+                reference, rejected_in_a_row = point, 0
+            continue
+        rejected_in_a_row = 0
+        returns.append(move)
+        reference = point
+    return flags
+
+
+def _volume_jumps(
+    points: Sequence[Point],
+    new_from: int,
+    params: RuleParams,
+    flagged_before: set[datetime],
+    judged: set[str],
+) -> list[Flag]:
+    flags: list[Flag] = []
+    levels: deque[float] = deque(maxlen=params.window)
+    rejected_in_a_row = 0
+    for index, point in enumerate(points):
+        if point.volume is None or not point.volume > 0 or not math.isfinite(point.volume):
+            continue
+        level = math.log(point.volume)
+        rejected = False
+        if index >= new_from:
+            if len(levels) >= params.min_history:
+                judged.add("volume_jump")
+                z, median = robust_z(level, levels, VOLUME_MAD_FLOOR)
+                if abs(z) > params.volume_jump_z:
+                    flags.append(Flag("volume_jump", point.ts, point.volume, math.exp(median), z))
+                    rejected = True
+        else:
+            rejected = point.ts in flagged_before
+        if rejected:
+            rejected_in_a_row += 1
+            if rejected_in_a_row < LEVEL_SHIFT_POINTS:
+                continue
+        rejected_in_a_row = 0
+        levels.append(level)
+    return flags
+
+
+def _market_caps(points: Sequence[Point], params: RuleParams, judged: set[str]) -> list[Flag]:
+    flags: list[Flag] = []
+    for point in points:
+        price, supply, cap = point.price, point.supply, point.market_cap
+        if price is None or supply is None or cap is None or not (price > 0 and supply > 0):
+            continue
+        judged.add("market_cap")
+        implied = price * supply
+        deviation = abs(cap - implied) / implied
+        if deviation > params.market_cap_tolerance:
+            flags.append(Flag("market_cap", point.ts, cap, implied, deviation))
+    return flags
