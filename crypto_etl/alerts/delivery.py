@@ -226,6 +226,7 @@ def deliver(
             down.add(hook.fingerprint)
             report.pending += 1
             report.failed.append(
-                f"{hook.label}: {answer.detail} after {answer.attempts} attempt(s)"
+                f"{hook.label}: {answer.detail} after {answer.attempts} attempt(s) "
+                f"in {answer.seconds:.2f} s"
             )
     return report
