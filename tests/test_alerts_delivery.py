@@ -104,7 +104,8 @@ def test_a_silent_webhook_costs_the_budget_once_and_keeps_its_messages():
         took = time.monotonic() - started
     assert took < 0.9
     assert report.pending == 3  # the silent one's two, and the one the budget left no time for
-    assert report.failed == ["webhook 1 (json, 127.0.0.1): timed out after 1 attempt(s)"]
+    assert len(report.failed) == 1
+    assert report.failed[0].startswith("webhook 1 (json, 127.0.0.1): timed out after 1 attempt(s)")
     assert recorded == [(hooks[0].fingerprint, 1, "timed out")]
 
 
@@ -119,3 +120,39 @@ def test_a_refused_connection_is_quick():
 
 def test_sample_message_renders():
     assert "test message" in render(sample_message(NOW), "slack", NOW)["text"]
+
+
+def test_many_messages_go_as_one_digest_per_webhook():
+    recorded = []
+    many = [
+        {**MESSAGE, "alert_id": n, "condition": f"anomaly:price_move:usd:coin-{n}"}
+        for n in range(30)
+    ]
+    with Receiver() as slack, Receiver() as plain:
+        hooks = webhooks([f"slack+{slack.url()}", f"json+{plain.url()}"])
+        queued = [SimpleNamespace(target=h.fingerprint, message=m) for m in many for h in hooks]
+        report = deliver(
+            hooks,
+            queued,
+            lambda m, attempts, error: recorded.append(error),
+            retries=0,
+            backoff_seconds=0,
+            budget=Budget(10),
+        )
+    assert report.delivered == 60 and report.pending == 0
+    assert recorded == [None] * 60
+    assert len(slack.requests) == 1 and len(plain.requests) == 1
+    text = slack.accepted[0]["text"]
+    assert text.startswith(":rotating_light: *Crypto ETL: 30 alert(s) opened, 0 resolved*")
+    assert text.count("\n• opened `anomaly:price_move:usd:coin-") == 20
+    assert text.endswith("_… and 10 more: python etl.py alerts_")
+    digest = plain.accepted[0]
+    assert digest["event"] == "digest" and len(digest["messages"]) == 30
+
+
+def test_a_few_messages_go_one_by_one():
+    with Receiver() as receiver:
+        hooks = webhooks([receiver.url()])
+        queued = [SimpleNamespace(target=hooks[0].fingerprint, message=MESSAGE)] * 5
+        report = deliver(hooks, queued, lambda *a: None, 0, 0, Budget(10))
+    assert report.delivered == 5 and len(receiver.requests) == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -121,8 +122,14 @@ def test_a_webhook_that_is_down_costs_at_most_the_timeout_and_keeps_the_message(
         slow = cli("run", check=False, ALERT_FAILED_RUNS_IN_A_ROW="2", **settings)
         took = time.monotonic() - started
     assert slow.returncode == 1
-    assert took < baseline + 1.0 + 1.5, (took, baseline)  # the budget, plus process noise
-    assert "webhook 1 (json, 127.0.0.1): timed out" in slow.stderr
+    # Delivery gave up when the 1 s budget was spent, and the run as a whole took about that much
+    # longer than one without webhooks (a loose bound: process start-up varies under load).
+    spent = re.search(
+        r"webhook 1 \(json, 127\.0\.0\.1\): timed out after 1 attempt\(s\) in ([\d.]+) s",
+        slow.stderr,
+    )
+    assert spent and 0.9 <= float(spent[1]) <= 1.3, slow.stderr
+    assert took < baseline + 1.0 + 5.0, (took, baseline)
     assert "SECRET-PATH" not in slow.stderr
     pending = "SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL"
     assert scalar(cli.db_url, pending) == 1  # failed_streak:run, opened while it was down

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("slack", "json")
 SLACK_HOSTS = ("hooks.slack.com",)
 SOURCE = "crypto-etl"
+DIGEST_AFTER = 5  # more messages than this owed to one webhook go as one digest
+DIGEST_LINES = 20  # alerts a Slack digest lists one by one
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,31 @@ def _slack_text(message: dict[str, Any]) -> str:
         extra.append(f"resolved {message['resolved_at']}")
     lines.append("_" + "; ".join(extra) + "_")
     return "\n".join(lines)
+
+
+def render_digest(
+    messages: Sequence[dict[str, Any]], fmt: str, sent_at: datetime
+) -> dict[str, Any]:
+    """Many messages as one body: Slack gets a count and one line per alert (the first
+    DIGEST_LINES), plain JSON gets every message under `messages`."""
+    opened = sum(1 for m in messages if m.get("event") == "opened")
+    resolved = sum(1 for m in messages if m.get("event") == "resolved")
+    if fmt == "slack":
+        lines = [f":rotating_light: *Crypto ETL: {opened} alert(s) opened, {resolved} resolved*"]
+        for message in messages[:DIGEST_LINES]:
+            mark = "opened" if message.get("event") == "opened" else "resolved"
+            lines.append(f"• {mark} `{message['condition']}`: {message['summary']}")
+        if len(messages) > DIGEST_LINES:
+            lines.append(f"_… and {len(messages) - DIGEST_LINES} more: python etl.py alerts_")
+        return {"text": "\n".join(lines)}
+    return {
+        "source": SOURCE,
+        "event": "digest",
+        "opened": opened,
+        "resolved": resolved,
+        "messages": list(messages),
+        "sent_at": sent_at.isoformat(),
+    }
 
 
 def render(message: dict[str, Any], fmt: str, sent_at: datetime) -> dict[str, Any]:
@@ -196,6 +223,13 @@ class DeliveryReport:
     pending: int = 0  # messages left in the outbox
 
 
+def _batches(messages: Sequence[Any]) -> list[list[Any]]:
+    """One message per batch, or all in one digest when more than DIGEST_AFTER are owed."""
+    if len(messages) > DIGEST_AFTER:
+        return [list(messages)]
+    return [[message] for message in messages]
+
+
 def deliver(
     hooks: Sequence[Webhook],
     messages: Sequence[Any],
@@ -206,26 +240,41 @@ def deliver(
     wait: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = utcnow,
 ) -> DeliveryReport:
-    """Send each pending outbox message (oldest first) to its webhook. A webhook that fails is not
-    tried again in this pass (its messages wait for the next); `record(message, attempts, error)`
-    notes each outcome."""
+    """Send the pending outbox messages (oldest first) to their webhooks: one POST each, or one
+    digest per webhook when more than DIGEST_AFTER are owed to it (a glitch that flags every coin
+    must not flood a channel). A webhook that fails is not tried again in this pass (its messages
+    wait for the next); `record(message, attempts, error)` notes each outcome."""
     by_fingerprint = {hook.fingerprint: hook for hook in hooks}
-    report = DeliveryReport()
-    down: set[str] = set()
+    owed: dict[str, list[Any]] = {}
     for message in messages:
-        hook = by_fingerprint.get(message.target)
-        if hook is None or hook.fingerprint in down or budget.left() <= 0:
-            report.pending += 1
+        owed.setdefault(message.target, []).append(message)
+    report = DeliveryReport()
+    for target, queue in owed.items():
+        hook = by_fingerprint.get(target)
+        if hook is None:
+            report.pending += len(queue)
             continue
-        body = render(message.message, hook.format, now())
-        answer = send(hook, body, retries, backoff_seconds, budget, wait)
-        record(message, answer.attempts, None if answer.ok else answer.detail)
-        if answer.ok:
-            report.delivered += 1
-        else:
-            down.add(hook.fingerprint)
-            report.pending += 1
-            report.failed.append(
-                f"{hook.label}: {answer.detail} after {answer.attempts} attempt(s)"
+        batches = _batches(queue)
+        for number, batch in enumerate(batches):
+            if budget.left() <= 0:
+                report.pending += sum(len(b) for b in batches[number:])
+                break
+            contents = [message.message for message in batch]
+            body = (
+                render(contents[0], hook.format, now())
+                if len(contents) == 1
+                else render_digest(contents, hook.format, now())
             )
+            answer = send(hook, body, retries, backoff_seconds, budget, wait)
+            for message in batch:
+                record(message, answer.attempts, None if answer.ok else answer.detail)
+            if answer.ok:
+                report.delivered += len(batch)
+                continue
+            report.pending += sum(len(b) for b in batches[number:])
+            report.failed.append(
+                f"{hook.label}: {answer.detail} after {answer.attempts} attempt(s) "
+                f"in {answer.seconds:.2f} s"
+            )
+            break
     return report
