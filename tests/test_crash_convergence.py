@@ -191,3 +191,12 @@ def test_killed_anywhere_a_rerun_converges(
         if any(e.startswith(prefixes) for e in events):
             assert killed_in[phase] >= 1, (phase, killed_in)
     print(f"{command} on {db_url.split(':')[0]}: {len(events)} events, kills by phase {killed_in}")
+
+
+def test_the_product_has_no_fault_switch_and_no_clock_override():
+    """Faults and clocks are the harness's business (tests/etl_child.py), never the product's."""
+    package = Path(__file__).resolve().parent.parent / "crypto_etl"
+    for path in package.rglob("*.py"):
+        source = path.read_text()
+        for needle in ("CRYPTO_ETL_FAULT", "CRYPTO_ETL_NOW", "os.getpid(), 9", "signal.SIGKILL"):
+            assert needle not in source, f"{path}: {needle}"
