@@ -297,7 +297,12 @@ class CryptoETLPipeline:
         settings = self._config()
         top = _positive_int("top_n", top_n, settings.top_n)
         currency = _currency(vs_currency, settings.vs_currency)
-        done = run_snapshot(settings, self._db().engine, top, currency)
+        done = run_snapshot(settings, self._db(), top, currency)
+        for kept in done.caught_up:
+            print(
+                f"caught up: run {kept.run_id} {kept.status}: {kept.result.loaded} loaded from "
+                f"{kept.path} (a kept payload not stored before)"
+            )
         result = done.result
         print(
             f"run {done.run_id} {done.status}: {done.extracted} extracted, "
@@ -332,9 +337,7 @@ class CryptoETLPipeline:
             max_runs = _positive_int("max_runs", max_runs, 1)
         top = _positive_int("top_n", top_n, settings.top_n)
         currency = _currency(vs_currency, settings.vs_currency)
-        done = schedule_snapshots(
-            settings, self._db().engine, interval_seconds, top, currency, max_runs
-        )
+        done = schedule_snapshots(settings, self._db(), interval_seconds, top, currency, max_runs)
         reason = f" ({done.signal_name})" if done.signal_name else ""
         print(f"schedule stopped{reason} after {done.runs} run(s), {done.failures} failed")
 

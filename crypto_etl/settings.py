@@ -46,6 +46,8 @@ class Settings:
     http_timeout_seconds: float = 30.0
     calls_per_minute: float = 10.0
     max_retries: int = 5
+    retry_wait_min_seconds: float = 2.0
+    retry_wait_max_seconds: float = 60.0
     log_level: str = "INFO"
     log_file: str | None = None
     data_dir: Path = Path("data")
@@ -149,6 +151,13 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
 
     # Keyless use of the public API allows only a handful of calls a minute; keys allow more.
     default_cpm = 30.0 if key else 10.0
+    wait_min = _float(env, "COINGECKO_RETRY_WAIT_MIN_SECONDS", 2.0, allow_zero=True)
+    wait_max = _float(env, "COINGECKO_RETRY_WAIT_MAX_SECONDS", 60.0, allow_zero=True)
+    if wait_max < wait_min:
+        raise ConfigError(
+            f"COINGECKO_RETRY_WAIT_MAX_SECONDS ({wait_max:g}) must be at least "
+            f"COINGECKO_RETRY_WAIT_MIN_SECONDS ({wait_min:g})"
+        )
     return Settings(
         database_url=database_url_from(env),
         coingecko_base_url=base,
@@ -160,6 +169,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         http_timeout_seconds=_float(env, "HTTP_TIMEOUT_SECONDS", 30.0),
         calls_per_minute=_float(env, "COINGECKO_CALLS_PER_MINUTE", default_cpm),
         max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),
+        retry_wait_min_seconds=wait_min,
+        retry_wait_max_seconds=wait_max,
         log_level=level,
         log_file=env.get("LOG_FILE", "").strip() or None,
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),

@@ -19,7 +19,15 @@ DATA = Path(__file__).resolve().parent / "data"
 ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-TABLES = ("rejected_rows", "etl_runs", "market_snapshots", "coins", "price_history", "ohlc")
+TABLES = (
+    "rejected_rows",
+    "etl_runs",
+    "market_snapshots",
+    "coins",
+    "price_history",
+    "ohlc",
+    "history_fetches",
+)
 
 
 def _admin_engine():

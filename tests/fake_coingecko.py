@@ -3,6 +3,11 @@
 It serves /coins/markets (paginated like CoinGecko), /coins/{id}/market_chart/range and
 /coins/{id}/ohlc from in-memory data, records every request, and can be told to fail the next
 requests with given statuses (429 with retry-after, 5xx, 401, ...) or every request for a coin.
+With `misbehave_every_other` set it misbehaves on every other request (the 1st, 3rd, 5th, ...),
+cycling through the transient faults CoinGecko and the proxies in front of it produce
+(`FAULT_KINDS`): a body cut short, a 200 that is not JSON, a connection reset mid-body, 5xx, 429 in
+its three forms with `retry-after` in seconds or as an HTTP-date, and an answer held past the
+client's timeout.
 
 With `now` set it behaves like CoinGecko's history endpoints at that moment: nothing after `now`;
 market_chart/range answers in 5-minute steps for a window of up to a day ending now, hourly for
@@ -14,15 +19,29 @@ without a pro key, anything older than 365 days gets CoinGecko's 401 with error 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 DAY_MS = 86_400_000
+FAULT_KINDS = (
+    "truncated",  # 200, Content-Length promises more than is sent, then the connection closes
+    "not_json",  # 200 with a proxy's HTML error page
+    "reset",  # half the body, then a TCP reset
+    "http_500",
+    "http_503_retry_after_seconds",
+    "http_429_json_retry_after_date",  # a date in the past: retry at once
+    "http_429_html",
+    "status_429_in_a_200",
+    "timeout",  # no answer until after the client's timeout
+)
 
 
 def history_limit_body() -> dict[str, Any]:
@@ -54,6 +73,11 @@ class FakeCoinGecko:
         self.fail_coins: dict[str, tuple[int, str]] = {}  # coin -> (status, body), every request
         self.now: datetime | None = None  # set: emulate CoinGecko's history rules at this time
         self.keyless_history_days = 365
+        self.misbehave_every_other = False
+        self.hold_seconds = 1.0  # how long a "timeout" fault keeps the client waiting
+        self.faults: list[str] = []  # the fault kinds served, in order
+        self._served = 0
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -74,6 +98,7 @@ class FakeCoinGecko:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -185,12 +210,60 @@ class FakeCoinGecko:
                 with fake._lock:
                     fake.requests.append((split.path, query, dict(self.headers)))
                     failure = fake.failures.popleft() if fake.failures else None
+                    fault = None
+                    if fake.misbehave_every_other and failure is None:
+                        fake._served += 1
+                        if fake._served % 2 == 1:
+                            fault = FAULT_KINDS[len(fake.faults) % len(FAULT_KINDS)]
+                            fake.faults.append(fault)
+                if fault is not None:
+                    status, payload = fake._respond(split.path, query, dict(self.headers))
+                    try:
+                        self._misbehave(fault, json.dumps(payload).encode())
+                    except OSError:  # the client gave up first (a timeout): as intended
+                        self.close_connection = True
+                    return
                 if failure is not None:
                     status, body, headers = failure
                     self._send(status, body.encode(), headers)
                     return
                 status, payload = fake._respond(split.path, query, dict(self.headers))
                 self._send(status, json.dumps(payload).encode(), {})
+
+            def _misbehave(self, fault: str, body: bytes) -> None:
+                past = format_datetime(datetime(2020, 1, 1, tzinfo=UTC), usegmt=True)
+                rate_limited = json.dumps({"status": {"error_code": 429}}).encode()
+                html = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
+                if fault in ("truncated", "reset"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    if fault == "reset":  # SO_LINGER 0: close() sends a RST, not a FIN
+                        linger = struct.pack("ii", 1, 0)
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.close_connection = True
+                    self.connection.close()
+                elif fault == "not_json":
+                    self._send(200, html, {})
+                elif fault == "http_500":
+                    self._send(500, b"Internal Server Error", {})
+                elif fault == "http_503_retry_after_seconds":
+                    self._send(503, b'{"error": "maintenance"}', {"Retry-After": "0"})
+                elif fault == "http_429_json_retry_after_date":
+                    self._send(429, rate_limited, {"Retry-After": past})
+                elif fault == "http_429_html":
+                    page = b"<html><title>429 Too Many Requests</title></html>"
+                    self._send(429, page, {})
+                elif fault == "status_429_in_a_200":
+                    self._send(200, rate_limited, {})
+                elif fault == "timeout":
+                    fake._released.wait(fake.hold_seconds)
+                    self._send(200, body, {})
+                else:
+                    raise ValueError(f"unknown fault {fault!r}")
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)

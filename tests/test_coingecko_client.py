@@ -425,15 +425,16 @@ def test_404_is_not_found_naming_the_coin(requests_mock, make_client):
     assert requests_mock.call_count == 1
 
 
-def test_200_that_is_not_json_is_an_error(requests_mock, make_client):
+def test_200_that_is_never_json_is_an_error_after_the_retries(requests_mock, make_client):
     requests_mock.get(
         MARKETS, text="<html>maintenance</html>", headers={"content-type": "text/html"}
     )
 
     message = raises_one_line(CoinGeckoError, lambda: make_client().fetch_markets(10, "usd"))
 
-    assert "not JSON" in message
-    assert requests_mock.call_count == 1
+    assert "not JSON (HTTP 200, text/html)" in message
+    assert f"after {SETTINGS.max_retries} retries" in message
+    assert requests_mock.call_count == SETTINGS.max_retries + 1
 
 
 # Pacing

@@ -16,6 +16,14 @@ from history_data import NOW, serve_history
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+LOST = "load failed and was rolled back: the connection is lost"
+
+
+def kept(cli) -> str:
+    """The snapshot file a run cut off by the database kept in the landing folder."""
+    (path,) = sorted((cli.data_dir / "raw").glob("*_top50.json"))
+    return str(path)
+
 
 def problem_lines(stderr: str) -> list[str]:
     """The lines that report something wrong: `error:` lines and WARNING or ERROR log records."""
@@ -56,7 +64,7 @@ def cli(pg_url, fake, tmp_path, etl_children):
             with admin.connect() as conn:
                 conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
 
-    run.cut, run.url = cut, pg_url
+    run.cut, run.url, run.data_dir = cut, pg_url, tmp_path / "data"
     yield run
     admin.dispose()
 
@@ -64,16 +72,20 @@ def cli(pg_url, fake, tmp_path, etl_children):
 def test_run_cut_off_mid_load_reports_the_load_failure_naming_the_run(cli):
     proc = cli.cut("run", at="write:market_snapshots")
     assert proc.returncode == 1
-    assert problem_lines(proc.stderr) == [
-        "error: run 1 failed: load failed and was rolled back: the connection is lost"
-    ], proc.stderr
+    lines = problem_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: run 1 failed: database unavailable at postgresql://")
+    assert LOST in lines[0] and lines[0].endswith(
+        "is kept in " + kept(cli) + " and the next run loads it"
+    )
     assert "Traceback" not in proc.stderr
     # The run could not be closed in the broken database; the next command closes it.
     assert query(cli.url, "SELECT id, status FROM etl_runs") == [(1, "running")]
     cli("gaps")
     cli("run")
     rows = query(cli.url, "SELECT id, status, error_message FROM etl_runs ORDER BY id")
-    assert [(i, s) for i, s, _ in rows] == [(1, "abandoned"), (2, "success")]
+    # The kept payload is loaded first, as a run of its own, then the run's own snapshot.
+    assert [(i, s) for i, s, _ in rows] == [(1, "abandoned"), (2, "success"), (3, "success")]
     assert rows[0][2].startswith("process gone: pid ")
 
 
@@ -81,9 +93,8 @@ def test_the_traceback_shows_only_at_debug_level(cli):
     proc = cli.cut("run", at="write:market_snapshots", LOG_LEVEL="DEBUG")
     assert proc.returncode == 1 and "Traceback" in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [
-        "error: run 1 failed: load failed and was rolled back: the connection is lost"
-    ]
+    assert len(errors) == 1 and errors[0].startswith("error: run 1 failed: database unavailable")
+    assert LOST in errors[0]
 
 
 def test_a_database_gone_before_the_run_opens_is_one_database_line(cli):
@@ -91,7 +102,8 @@ def test_a_database_gone_before_the_run_opens_is_one_database_line(cli):
     assert proc.returncode == 1
     lines = problem_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: database unavailable: connection failed: ")
+    assert lines[0].startswith("error: database unavailable at postgresql://")
+    assert ": connection failed: " in lines[0] and lines[0].endswith("the next run loads it")
     assert "not currently accepting connections" in lines[0]
     assert "OperationalError" not in proc.stderr and "Traceback" not in proc.stderr
 
@@ -123,10 +135,8 @@ def test_schedule_logs_one_line_per_failed_tick_naming_tick_and_run(cli):
     assert "schedule stopped after 2 run(s), 2 failed" in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 2, proc.stderr
-    assert errors[0].endswith(
-        "tick 1: run 1 failed: load failed and was rolled back: the connection is lost; "
-        "retrying at the next tick"
-    )
+    assert " tick 1: run 1 failed: database unavailable at postgresql://" in errors[0]
+    assert LOST in errors[0] and errors[0].endswith("; retrying at the next tick")
     # The second tick cannot even open its run: it says so, and names no run.
     assert " tick 2 failed: database unavailable at postgresql://" in errors[1]
     assert "Traceback" not in proc.stderr

@@ -1,6 +1,13 @@
 """CoinGecko API v3 client: pacing, timeouts, retries and one-line errors for every request.
 
-Time is injected (`sleep`, `clock`, `jitter`) so tests drive retries and pacing without waiting.
+Retried with the same backoff (COINGECKO_RETRY_WAIT_MIN/MAX_SECONDS, doubling, plus jitter) and
+the same `retry-after` rule (seconds or an HTTP-date; never waited less than it says): 429 in every
+form (status, or a 200 whose JSON body carries error code 429), 5xx, timeouts, refused or reset
+connections, an answer cut short, and a 200 whose body is not JSON (a proxy's error page, a CDN
+hiccup). Other 4xx are not retried.
+
+Time is injected (`sleep`, `clock`, `wall_clock`, `jitter`) so tests drive retries and pacing
+without waiting.
 """
 
 from __future__ import annotations
@@ -9,7 +16,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -23,9 +31,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "crypto-etl/0.1"
 PAGE_SIZE = 250  # CoinGecko's largest per_page for /coins/markets
-BACKOFF_INITIAL_SECONDS = 2.0
-BACKOFF_MAX_SECONDS = 60.0
-JITTER_SECONDS = 1.0
+JITTER_SECONDS = 1.0  # at most this much (and at most the backoff itself) is added at random
 RETRY_AFTER_MAX_SECONDS = 300.0
 MESSAGE_MAX_CHARS = 200
 # CoinGecko's error code for a time range beyond what the plan serves (365 days keyless and demo).
@@ -33,11 +39,12 @@ HISTORY_LIMIT_ERROR_CODE = "10012"
 
 
 class _RetryableFailure(Exception):
-    """One failed attempt worth retrying: a rate limit, a server error or an unreachable host."""
+    """One failed attempt worth retrying: a rate limit, a server error, an unreachable host or an
+    answer that is cut short or not JSON."""
 
     def __init__(self, kind: str, reason: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(reason)
-        self.kind = kind  # "rate_limit", "server" or "unreachable"
+        self.kind = kind  # "rate_limit", "server", "unreachable" or "bad_body"
         self.reason = reason
         self.retry_after_seconds = retry_after_seconds
 
@@ -80,14 +87,23 @@ def _response_message(response: requests.Response) -> str | None:
         return None
 
 
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    """The `retry-after` header in seconds, capped; None when absent or not a number of seconds."""
+def _retry_after_seconds(response: requests.Response, now: datetime) -> float | None:
+    """The `retry-after` header in seconds (a number of seconds, or an HTTP-date counted from
+    `now`; a date in the past is 0), capped; None when absent or unreadable."""
     raw = response.headers.get("retry-after", "").strip()
+    if not raw:
+        return None
     try:
         seconds = float(raw)
     except ValueError:
-        return None
-    if not seconds >= 0:  # also rejects NaN
+        try:
+            moment = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # RFC 9110 dates are GMT
+            moment = moment.replace(tzinfo=UTC)
+        seconds = max(0.0, (moment - now).total_seconds())
+    if not seconds >= 0 or seconds == float("inf"):  # also rejects NaN
         return None
     return min(seconds, RETRY_AFTER_MAX_SECONDS)
 
@@ -113,6 +129,7 @@ class CoinGeckoClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.base_url = settings.coingecko_base_url.rstrip("/")
@@ -121,6 +138,7 @@ class CoinGeckoClient:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
+        self._wall_clock = wall_clock
         self._min_interval_seconds = 60.0 / settings.calls_per_minute
         self._last_start: float | None = None
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -141,7 +159,8 @@ class CoinGeckoClient:
     def get_json(self, path: str, params: dict | None = None) -> Any:
         """GET `path` under the base URL and return the decoded JSON body.
 
-        One logical request: paced, with a timeout, retried on 429, 5xx and network failures.
+        One logical request: paced, with a timeout, retried on every transient failure (see the
+        module's docstring).
         """
         path = "/" + path.lstrip("/")
         retries = self.settings.max_retries
@@ -231,7 +250,11 @@ class CoinGeckoClient:
             response = self._session.get(url, params=params, headers=self._headers, timeout=timeout)
         except requests.Timeout as exc:
             raise _RetryableFailure("unreachable", f"no answer within {timeout:g} s") from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise _RetryableFailure(
+                "bad_body", f"the answer was cut short ({_connection_reason(exc)})"
+            ) from exc
+        except requests.ConnectionError as exc:
             raise _RetryableFailure("unreachable", _connection_reason(exc)) from exc
         except requests.RequestException as exc:
             raise CoinGeckoError(f"request to CoinGecko failed: {_one_line(str(exc))}") from exc
@@ -240,26 +263,26 @@ class CoinGeckoClient:
 
     def _decode(self, path: str, response: requests.Response) -> Any:
         status = response.status_code
+        retry_after = _retry_after_seconds(response, self._wall_clock())
         if status == 429:
-            raise _RetryableFailure("rate_limit", "HTTP 429", _retry_after_seconds(response))
+            raise _RetryableFailure("rate_limit", "HTTP 429", retry_after)
         if status >= 500:
-            raise _RetryableFailure("server", f"HTTP {status}", _retry_after_seconds(response))
+            raise _RetryableFailure("server", f"HTTP {status}", retry_after)
         if status >= 400:
             raise self._client_error(path, response)
         if not 200 <= status < 300:
             raise CoinGeckoError(f"CoinGecko answered GET {path} with unexpected HTTP {status}")
         try:
             body = response.json()
-        except ValueError:
+        except ValueError:  # also a JSON document cut short
             kind = response.headers.get("content-type", "no content type")
-            raise CoinGeckoError(
-                f"CoinGecko answered GET {path} with a body that is not JSON "
-                f"(HTTP {status}, {_one_line(kind)})"
+            raise _RetryableFailure(
+                "bad_body",
+                f"a body that is not JSON (HTTP {status}, {_one_line(kind)})",
+                retry_after,
             ) from None
         if _is_rate_limit_body(body):
-            raise _RetryableFailure(
-                "rate_limit", "rate limit in a 200 body", _retry_after_seconds(response)
-            )
+            raise _RetryableFailure("rate_limit", "rate limit in a 200 body", retry_after)
         return body
 
     def _client_error(self, path: str, response: requests.Response) -> CoinGeckoError:
@@ -290,10 +313,13 @@ class CoinGeckoClient:
         return CoinGeckoError(f"CoinGecko rejected GET {path} ({detail})")
 
     def _wait_seconds(self, state: RetryCallState) -> float:
-        """Exponential backoff plus jitter, but never less than the server's `retry-after`."""
+        """Exponential backoff (from COINGECKO_RETRY_WAIT_MIN_SECONDS, doubling, at most
+        COINGECKO_RETRY_WAIT_MAX_SECONDS) plus jitter, but never less than the server's
+        `retry-after`."""
         attempt = state.attempt_number
-        backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** (attempt - 1))
-        wait = backoff + self._jitter() * JITTER_SECONDS
+        low, high = self.settings.retry_wait_min_seconds, self.settings.retry_wait_max_seconds
+        backoff = min(high, low * 2 ** (attempt - 1))
+        wait = backoff + self._jitter() * min(JITTER_SECONDS, backoff)
         failure = state.outcome.exception() if state.outcome else None
         if isinstance(failure, _RetryableFailure) and failure.retry_after_seconds is not None:
             wait = max(wait, failure.retry_after_seconds)
@@ -322,6 +348,11 @@ class CoinGeckoClient:
             return CoinGeckoError(
                 f"cannot reach CoinGecko at {self.base_url}: {failure.reason}; "
                 "check the network or COINGECKO_BASE_URL"
+            )
+        if failure.kind == "bad_body":
+            return CoinGeckoError(
+                f"CoinGecko answered GET {path} with {failure.reason} after {retries} retries; "
+                "try again later"
             )
         return CoinGeckoError(
             f"CoinGecko failed GET {path} with {failure.reason} after {retries} retries; "

@@ -85,6 +85,7 @@ def execute_plan(
     ends the coin (what was committed before stays) and is returned, not raised."""
     result = CoinResult(plan.coin_id)
     coin = plan.coin_id
+    newest: dict[str, datetime] = {}  # the newest point received, per granularity
     try:
         if plan.chart_windows:
             points: dict[datetime, PricePoint] = {}
@@ -92,12 +93,16 @@ def execute_plan(
                 result.requests += 1
                 body = client.fetch_market_chart_range(coin, vs_currency, window.start, window.end)
                 for point in parse_chart(body, window):
+                    newest[window.granularity] = max(
+                        newest.get(window.granularity, point.ts), point.ts
+                    )
                     kept = points.get(point.ts)
                     if kept is None or _finer(point.granularity, kept.granularity):
                         points[point.ts] = point
             result.points = len(points)
+            price_fetches, _ = plan.fetches(now, newest)
             result.points_new = store_price_points(
-                engine, coin, vs_currency, list(points.values()), run_id
+                engine, coin, vs_currency, list(points.values()), run_id, price_fetches
             )
         if plan.ohlc_requests:
             candles: dict[tuple[str, datetime], Candle] = {}
@@ -106,9 +111,11 @@ def execute_plan(
                 body = client.fetch_ohlc(coin, vs_currency, request.days)
                 for candle in parse_candles(body, request, now):
                     candles[(candle.interval, candle.ts)] = candle
+                    newest[candle.interval] = max(newest.get(candle.interval, candle.ts), candle.ts)
             result.candles = len(candles)
+            _, candle_fetches = plan.fetches(now, newest)
             result.candles_new = store_candles(
-                engine, coin, vs_currency, list(candles.values()), run_id
+                engine, coin, vs_currency, list(candles.values()), run_id, candle_fetches
             )
     except CoinGeckoError as exc:
         result.error = str(exc)

@@ -11,14 +11,24 @@ What to fetch is worked out from what is stored (dlt's "last value" incremental,
 itself): per coin and table only the stretches after the last stored point, before the first one
 (when more days are asked for than are stored) and, for price points, the gaps in between. A
 re-run plans nothing that is not due.
+
+Request economy: what is stored is not enough to know what is due, since CoinGecko publishes with a
+lag (the last stored point may be older than one step although the same range was asked a minute
+ago). So every request made is recorded (history_fetches: per coin, table and granularity, the
+range asked, when, and the newest point the answer held), and a request for what is newer than the
+stored data (a window reaching to now; every /ohlc request) is left out when the same granularity
+was asked, from the same start or earlier, less than one step ago, and what that answer held is
+still stored: CoinGecko cannot have a newer point at that granularity yet. What is left out is
+asked for on the first run after the step has elapsed, from the last stored point, so nothing is
+lost. Stretches missing inside the stored data (gaps, deleted rows) are always asked for.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -29,11 +39,13 @@ from crypto_etl.coingecko.history import (
     ChartWindow,
     OhlcRequest,
 )
-from crypto_etl.shaping.history_records import GRANULARITY_SECONDS
+from crypto_etl.shaping.history_records import GRANULARITY_SECONDS, Fetch
 from crypto_etl.storage.gaps import find_gaps
-from crypto_etl.storage.history import ohlc_coverage, price_coverage
+from crypto_etl.storage.history import last_fetches, ohlc_coverage, price_coverage
 
 TABLES = ("price_history", "ohlc")
+OHLC_SECONDS = {interval.name: interval.seconds for interval in OHLC_INTERVALS}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # where `days=max` reaches back to
 
 
 @dataclass
@@ -41,10 +53,54 @@ class CoinPlan:
     coin_id: str
     chart_windows: list[ChartWindow] = field(default_factory=list)
     ohlc_requests: list[OhlcRequest] = field(default_factory=list)
+    not_due: int = 0  # requests left out: their granularity's step has not elapsed since asked
 
     @property
     def requests(self) -> int:
         return len(self.chart_windows) + len(self.ohlc_requests)
+
+    def fetches(
+        self, now: datetime, newest: Mapping[str, datetime]
+    ) -> tuple[list[Fetch], list[Fetch]]:
+        """The requests of this plan as history_fetches records them, made at `now`, with the
+        newest point received per granularity: (price points, candles), the latest request per
+        granularity."""
+        prices = {
+            w.granularity: Fetch(
+                "price_history", w.granularity, w.start, w.end, now, newest.get(w.granularity)
+            )
+            for w in self.chart_windows
+        }
+        candles = {
+            r.interval: Fetch(
+                "ohlc", r.interval, ohlc_asked_from(r, now), now, now, newest.get(r.interval)
+            )
+            for r in self.ohlc_requests
+        }
+        return list(prices.values()), list(candles.values())
+
+
+def ohlc_asked_from(request: OhlcRequest, now: datetime) -> datetime:
+    """The start of what an /ohlc request asks for: `days` back from now."""
+    return EPOCH if request.days == "max" else now - timedelta(days=int(request.days))
+
+
+def asked_within_step(
+    last: Fetch | None,
+    start: datetime,
+    now: datetime,
+    step_seconds: int,
+    stored_newest: datetime | None,
+) -> bool:
+    """Whether the same granularity was asked, from `start` or earlier, less than a step ago, and
+    the newest point of that answer is still stored (`stored_newest`: the newest stored now)."""
+    if last is None or last.start > start:
+        return False
+    if last.newest_point is not None and (
+        stored_newest is None or stored_newest < last.newest_point
+    ):
+        return False  # what that answer brought is gone: ask again
+    return timedelta(0) <= now - last.fetched_at < timedelta(seconds=step_seconds)
 
 
 def chart_windows(missing: Sequence[tuple[datetime, datetime]], now: datetime) -> list[ChartWindow]:
@@ -162,13 +218,32 @@ def plan_coin(
     tables: Sequence[str] = TABLES,
     extend_back: bool = True,
 ) -> CoinPlan:
-    """The requests that bring one coin's `tables` up to date from `start` to `now`."""
+    """The requests that bring one coin's `tables` up to date from `start` to `now`, less those
+    whose granularity's step has not elapsed since they were asked (see the module's docstring)."""
     plan = CoinPlan(coin_id)
+    asked = last_fetches(engine, coin_id, vs_currency)
     if "price_history" in tables:
         missing = missing_price_stretches(engine, coin_id, vs_currency, start, now)
-        plan.chart_windows = chart_windows(missing, now)
+        windows = chart_windows(missing, now)
+        stored = price_coverage(engine, coin_id, vs_currency) if asked and windows else None
+        for window in windows:
+            last = asked.get(("price_history", window.granularity))
+            step = GRANULARITY_SECONDS[window.granularity]
+            newest = None if stored is None else stored.last
+            if window.end == now and asked_within_step(last, window.start, now, step, newest):
+                plan.not_due += 1
+            else:
+                plan.chart_windows.append(window)
     if "ohlc" in tables:
-        plan.ohlc_requests = ohlc_requests(
-            engine, coin_id, vs_currency, start, now, any_age, extend_back
-        )
+        requests = ohlc_requests(engine, coin_id, vs_currency, start, now, any_age, extend_back)
+        candles = ohlc_coverage(engine, coin_id, vs_currency) if asked and requests else {}
+        for request in requests:
+            last = asked.get(("ohlc", request.interval))
+            have = candles.get(request.interval)
+            newest = None if have is None else have.last
+            asked_from = ohlc_asked_from(request, now)
+            if asked_within_step(last, asked_from, now, OHLC_SECONDS[request.interval], newest):
+                plan.not_due += 1
+            else:
+                plan.ohlc_requests.append(request)
     return plan

@@ -4,13 +4,17 @@ line. Each function does one command's work and returns what it did; runs are jo
 `extract` keeps CoinGecko's rows unmodified (plus a small sidecar with when and how they were
 fetched), `transform` turns them into the snapshot CSV, `validate` checks it, `load` validates and
 stores it, and `run_snapshot` chains the four as one recorded run, keeping every raw payload in
-the landing folder, then keeps the top coins' candles current. `schedule_snapshots` runs it at a
-cadence.
+the landing folder (crypto_etl.pipeline.landing), then keeps the top coins' candles current.
+`schedule_snapshots` runs it at a cadence.
+
+No hole from a database outage: `run_snapshot` fetches and keeps the payload even when the database
+cannot be reached (then fails with one line saying so), and every run first loads the kept
+payloads not stored yet (`load_pending`), each as its own `catch_up` run with the payload's fetch
+time as its snapshot time.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +27,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
-from crypto_etl.errors import DatabaseError, first_line, run_id_of
+from crypto_etl.errors import DatabaseError, ETLError, first_line, run_id_of
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
+from crypto_etl.pipeline.landing import (
+    check_payload,
+    mark_stored,
+    pending_payloads,
+    read_meta,
+    save_raw,
+)
 from crypto_etl.pipeline.scheduler import StopFlag, run_every
 from crypto_etl.run_status import RunStatus
 from crypto_etl.settings import Settings
@@ -37,40 +48,11 @@ from crypto_etl.shaping.snapshot_table import (
     write_csv,
 )
 from crypto_etl.shaping.validation import ValidationReport, validate_snapshots
-from crypto_etl.storage.engine import Database, describe
+from crypto_etl.storage.engine import Database, describe, describe_url
 from crypto_etl.storage.runs import close_abandoned_runs
 from crypto_etl.storage.snapshots import LoadResult, load_snapshot_csv
 
 log = logging.getLogger(__name__)
-META_SUFFIX = ".meta.json"
-
-
-# -- the landing folder ---------------------------------------------------------------------------
-def meta_path(raw_path: Path) -> Path:
-    return raw_path.with_name(raw_path.name + META_SUFFIX)
-
-
-def save_raw(rows: list[dict[str, Any]], path: Path, fetched_at: datetime, **meta: Any) -> Path:
-    """Write the rows exactly as received (one JSON array) and a sidecar describing the fetch."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    info = {"fetched_at": fetched_at.isoformat(), "rows": len(rows), **meta}
-    meta_path(path).write_text(json.dumps(info, indent=2), encoding="utf-8")
-    return path
-
-
-def read_meta(raw_path: Path) -> dict[str, Any]:
-    """The sidecar of a raw file, or {} when there is none (any CoinGecko dump is accepted)."""
-    path = meta_path(raw_path)
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError):
-        log.warning("ignoring unreadable sidecar %s", path)
-        return {}
 
 
 # -- the steps -----------------------------------------------------------------------------------
@@ -219,7 +201,8 @@ def _record_load(run: RunEntry, result: LoadResult) -> None:
 # -- the run -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SnapshotRun:
-    """What one `run` did: the snapshot run and, after it, the candle refresh."""
+    """What one `run` did: the kept payloads it caught up on, the snapshot run and, after it, the
+    candle refresh."""
 
     run_id: int
     status: RunStatus
@@ -228,49 +211,170 @@ class SnapshotRun:
     raw_path: Path
     csv_path: Path
     candles: CandleRefresh | None  # None when OHLC_TOP_N is 0
+    caught_up: tuple[LoadOutcome, ...] = ()
 
 
 def run_snapshot(
     settings: Settings,
-    engine: Engine,
+    database: Database | Engine,
     top_n: int,
     vs_currency: str,
     should_stop: Callable[[], bool] = lambda: False,
     client: CoinGeckoClient | None = None,
 ) -> SnapshotRun:
-    """Extract, transform, validate and load one snapshot, recorded as one run in etl_runs; then,
-    once that run is closed, keep the candles of the top OHLC_TOP_N coins current (their own
-    `ohlc` run: whatever happens there cannot change the snapshot run's record)."""
+    """Load the kept payloads not stored yet (`load_pending`); then extract, transform, validate
+    and load one snapshot, recorded as one run in etl_runs; then, once that run is closed, keep
+    the candles of the top OHLC_TOP_N coins current (their own `ohlc` run: whatever happens there
+    cannot change the snapshot run's record).
+
+    When the database cannot be reached, the snapshot is fetched and kept all the same (pending in
+    the landing folder) and the run fails with one `DatabaseError` line saying so; the next run
+    that reaches the database loads it."""
     stamp = utcnow()
     name = f"{stamp:%Y%m%dT%H%M%S%fZ}_{vs_currency}_top{top_n}"
     raw_path = settings.raw_dir / f"{name}.json"
     csv_path = settings.data_dir / "processed" / f"{name}.csv"
+    opened = False
+    rows: list[dict[str, Any]] = []
     with client or CoinGeckoClient(settings) as source:
-        with recorded_run(engine, "run", vs_currency=vs_currency, settings=settings) as run:
-            rows = source.fetch_markets(top_n, vs_currency)
-            fetched_at = utcnow()
-            run.rows_extracted, run.source = len(rows), str(raw_path)
-            save_raw(rows, raw_path, fetched_at, vs_currency=vs_currency, top_n=top_n)
-            log.info("extracted %d rows into %s", len(rows), raw_path)
-            _check_stop(should_stop)
-            rows_out = _transform(raw_path, csv_path, vs_currency, fetched_at, vs_currency)
-            log.info("transformed %d rows into %s", rows_out, csv_path)
-            _check_stop(should_stop)
-            result, report = _load(engine, csv_path, settings, run.id)
-            _log_failed_rules(report)
-            _record_load(run, result)
-            log.info(
-                "run %d %s: %d loaded, %d already stored, %d quarantined",
-                run.id,
-                run.status,
-                result.loaded,
-                result.skipped,
-                result.rejected,
+        try:
+            engine = _engine(database)
+            caught_up = load_pending(settings, engine)
+            with recorded_run(engine, "run", vs_currency=vs_currency, settings=settings) as run:
+                opened = True
+                rows = source.fetch_markets(top_n, vs_currency)
+                fetched_at = utcnow()
+                run.rows_extracted, run.source = len(rows), str(raw_path)
+                save_raw(
+                    rows, raw_path, fetched_at, pending=True, vs_currency=vs_currency, top_n=top_n
+                )
+                log.info("extracted %d rows into %s", len(rows), raw_path)
+                _check_stop(should_stop)
+                rows_out = _transform(raw_path, csv_path, vs_currency, fetched_at, vs_currency)
+                log.info("transformed %d rows into %s", rows_out, csv_path)
+                _check_stop(should_stop)
+                result, report = _load(engine, csv_path, settings, run.id)
+                mark_stored(raw_path)
+                _log_failed_rules(report)
+                _record_load(run, result)
+                log.info(
+                    "run %d %s: %d loaded, %d already stored, %d quarantined",
+                    run.id,
+                    run.status,
+                    result.loaded,
+                    result.skipped,
+                    result.rejected,
+                )
+        except (DatabaseError, SQLAlchemyError) as exc:
+            if not opened:  # the database is down: the snapshot is fetched and kept all the same
+                where = _where(database)
+                rows = _fetch_and_keep(source, where, raw_path, top_n, vs_currency, exc)
+            kept = (
+                f"; the snapshot of {len(rows)} coins is kept in {raw_path} and the next run "
+                "loads it"
+                if raw_path.exists()
+                else ""
             )
+            error = DatabaseError(
+                f"database unavailable at {_where(database)}: {_reason(exc)}{kept}"
+            )
+            error.run_id = run_id_of(exc)  # the run it cut off, named in the log line
+            raise error from exc
         candles = None
         if settings.ohlc_top_n > 0:
             candles = keep_candles_current(engine, source, settings, vs_currency, should_stop)
-    return SnapshotRun(run.id, run.status, len(rows), result, raw_path, csv_path, candles)
+    return SnapshotRun(
+        run.id, run.status, len(rows), result, raw_path, csv_path, candles, tuple(caught_up)
+    )
+
+
+def _fetch_and_keep(
+    source: CoinGeckoClient,
+    where: str,
+    raw_path: Path,
+    top_n: int,
+    vs_currency: str,
+    outage: Exception,
+) -> list[dict[str, Any]]:
+    """Fetch and keep (pending) a snapshot while the database is down; a failure here is told in
+    the same line as the outage, which stays the reported failure."""
+    log.info(
+        "the database is down (%s): fetching the snapshot to keep it until it is back",
+        _reason(outage),
+    )
+    try:
+        rows = source.fetch_markets(top_n, vs_currency)
+        save_raw(rows, raw_path, utcnow(), pending=True, vs_currency=vs_currency, top_n=top_n)
+    except ETLError as exc:
+        raise DatabaseError(
+            f"database unavailable at {where}: {_reason(outage)}; and the snapshot could not "
+            f"be kept either: {exc}"
+        ) from outage
+    log.info("kept %d rows in %s until the database is back", len(rows), raw_path)
+    return rows
+
+
+def _reason(exc: BaseException) -> str:
+    """The database failure in one line, without the prefix DatabaseError messages carry."""
+    return first_line(exc)
+
+
+def _engine(database: Database | Engine) -> Engine:
+    """The engine, made and migrated on first use when given a Database (DatabaseError when the
+    database cannot be reached)."""
+    return database.engine if isinstance(database, Database) else database
+
+
+def _where(database: Database | Engine) -> str:
+    if isinstance(database, Database):
+        return describe_url(database.url)
+    return describe(database)
+
+
+def load_pending(settings: Settings, engine: Engine) -> list[LoadOutcome]:
+    """Load every kept payload not stored yet (a database outage or a crash left it), oldest
+    first, each as its own `catch_up` run whose snapshot time is the payload's fetch time. A
+    database failure stops here (the caller fails with one line); a payload that cannot be loaded
+    for another reason (changed, unreadable) is recorded as a failed run and left in the landing
+    folder, and the others go on."""
+    outcomes = []
+    for pending in pending_payloads(settings.raw_dir):
+        meta = read_meta(pending.raw_path)
+        currency = meta.get("vs_currency") or settings.vs_currency
+        csv_path = settings.data_dir / "processed" / f"{pending.raw_path.stem}.csv"
+        try:
+            with recorded_run(
+                engine,
+                "catch_up",
+                vs_currency=currency,
+                source=str(pending.raw_path),
+                settings=settings,
+            ) as run:
+                check_payload(pending)
+                run.rows_extracted = _transform(
+                    pending.raw_path, csv_path, currency, pending.fetched_at, currency
+                )
+                result, report = _load(engine, csv_path, settings, run.id)
+                _log_failed_rules(report)
+                _record_load(run, result)
+        except (DatabaseError, SQLAlchemyError):
+            raise
+        except ETLError as exc:
+            log.error("kept payload %s not loaded: %s", pending.raw_path, exc)
+            pending.marker.unlink(missing_ok=True)
+            continue
+        mark_stored(pending.raw_path)
+        log.info(
+            "caught up on %s (fetched %s): run %d %s, %d loaded, %d already stored",
+            pending.raw_path.name,
+            pending.fetched_at.isoformat(),
+            run.id,
+            run.status,
+            result.loaded,
+            result.skipped,
+        )
+        outcomes.append(LoadOutcome(run.id, run.status, result, pending.raw_path))
+    return outcomes
 
 
 def _log_failed_rules(report: ValidationReport) -> None:
@@ -299,7 +403,7 @@ class ScheduleResult:
 
 def schedule_snapshots(
     settings: Settings,
-    engine: Engine,
+    database: Database | Engine,
     interval_seconds: float,
     top_n: int,
     vs_currency: str,
@@ -315,16 +419,15 @@ def schedule_snapshots(
     def job() -> None:
         try:
             # Runs a database outage left open are closed first, once it answers again.
-            abandoned = close_abandoned_runs(engine)
+            abandoned = close_abandoned_runs(_engine(database))
             if abandoned:
                 log.warning("run(s) %s, cut off by the database, recorded as failed", abandoned)
-            run_snapshot(settings, engine, top_n, vs_currency, should_stop=stop.is_set)
+        except (DatabaseError, SQLAlchemyError):
+            pass  # still down: run_snapshot keeps the snapshot and says so
+        try:
+            run_snapshot(settings, database, top_n, vs_currency, should_stop=stop.is_set)
         except Cancelled:
             log.info("run cancelled between steps")
-        except SQLAlchemyError as exc:
-            error = DatabaseError(f"database unavailable at {describe(engine)}: {first_line(exc)}")
-            error.run_id = run_id_of(exc)  # the run it cut off, named in the log line
-            raise error from exc
 
     log.info("scheduling a run every %s seconds", interval_seconds)
     runs, failures = run_every(job, float(interval_seconds), stop, max_runs=max_runs)

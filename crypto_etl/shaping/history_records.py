@@ -23,6 +23,19 @@ class PricePoint:
 
 
 @dataclass(frozen=True)
+class Fetch:
+    """One history request as asked: the table it fills, the granularity it was asked at, the
+    range it covered, when, and the newest point its answer held (kept in history_fetches)."""
+
+    table: str  # price_history or ohlc
+    granularity: str  # 5m, 1h, 1d (price points); 30m, 4h, 4d (candles)
+    start: datetime
+    end: datetime
+    fetched_at: datetime
+    newest_point: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Candle:
     """One OHLC candle; `ts` is its close time."""
 

@@ -86,6 +86,14 @@ def describe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+def describe_url(url: str) -> str:
+    """A database URL with any password hidden, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the configured database"
+
+
 def alembic_config(engine: Engine):
     from alembic.config import Config
 

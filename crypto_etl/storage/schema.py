@@ -1,5 +1,7 @@
 """The database schema: typed SQLAlchemy 2.x tables. Table and column names are a contract for SQL
-users, the REST API and the dashboard; change them only with an Alembic migration."""
+users, the REST API and the dashboard; change them only with an Alembic migration, and keep these
+models in step with the migrations (tests/test_schema_in_step.py compares the two on both
+backends). An index made on one backend only says so in `info["dialects"]`."""
 
 from __future__ import annotations
 
@@ -93,7 +95,18 @@ class MarketSnapshot(Base):
     roi_percentage: Mapped[float | None]
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_market_snapshots_last_updated", "last_updated"),)
+    __table_args__ = (
+        Index("ix_market_snapshots_last_updated", "last_updated"),
+        # One coin's history in a time range as an index-only scan (migration 0003).
+        Index(
+            "ix_market_snapshots_history",
+            "coin_id",
+            "vs_currency",
+            "last_updated",
+            postgresql_include=["current_price", "market_cap", "total_volume"],
+            info={"dialects": ("postgresql",)},
+        ).ddl_if(dialect="postgresql"),
+    )
 
 
 class EtlRun(Base):
@@ -159,6 +172,8 @@ class PriceHistory(Base):
     granularity: Mapped[str] = mapped_column(String(10))  # 5m, 1h, 1d
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
+    __table_args__ = (Index("ix_price_history_ts", "ts"),)
+
 
 class Ohlc(Base):
     """Candles from /coins/{id}/ohlc; ts is the candle's close time."""
@@ -174,3 +189,30 @@ class Ohlc(Base):
     low: Mapped[float]
     close: Mapped[float]
     run_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_ohlc_ts", "ts"),)
+
+
+class HistoryFetch(Base):
+    """When the history of one coin was last asked for, per table and granularity, over what range
+    and the newest point the answer held: a re-run within a granularity's step asks CoinGecko
+    nothing it cannot have yet."""
+
+    __tablename__ = "history_fetches"
+
+    coin_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    vs_currency: Mapped[str] = mapped_column(String(20), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(20), primary_key=True)  # price_history, ohlc
+    granularity: Mapped[str] = mapped_column(String(10), primary_key=True)  # 5m, 1h, 30m, 4h, 4d
+    range_start: Mapped[datetime]
+    range_end: Mapped[datetime]
+    fetched_at: Mapped[datetime]
+    newest_point: Mapped[datetime | None]  # None: the answer held no point
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+def on_backend(item: object, dialect_name: str) -> bool:
+    """Whether a schema item exists on a backend: all do, except an index made on some backends
+    only (its `info["dialects"]`). Alembic's comparison of models and database uses it."""
+    dialects = getattr(item, "info", {}).get("dialects")
+    return dialects is None or dialect_name in dialects

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from crypto_etl.storage.schema import Base
+from crypto_etl.storage.schema import Base, on_backend
 
 config = context.config
 target_metadata = Base.metadata
@@ -20,10 +20,13 @@ def run_migrations_online() -> None:
 
         engine = make_engine(load_settings().database_url)
     with engine.begin() as connection:
+        dialect = connection.dialect.name
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
+            render_as_batch=dialect == "sqlite",
+            # Autogenerate neither adds nor drops an index that exists on another backend only.
+            include_object=lambda item, *_: on_backend(item, dialect),
         )
         with context.begin_transaction():
             context.run_migrations()

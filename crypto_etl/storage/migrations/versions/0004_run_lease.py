@@ -21,27 +21,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-COLUMNS = ("owner_host", "owner_pid", "owner_token", "heartbeat_at", "lease_expires_at")
-
-
 def upgrade() -> None:
-    # Plain ADD COLUMN on both backends: SQLite adds nullable columns in place (a batch
-    # "move and copy" would drop etl_runs, which rejected_rows refers to).
-    op.add_column("etl_runs", sa.Column("owner_host", sa.String(255), nullable=True))
-    op.add_column("etl_runs", sa.Column("owner_pid", sa.Integer(), nullable=True))
-    op.add_column("etl_runs", sa.Column("owner_token", sa.String(64), nullable=True))
-    op.add_column("etl_runs", sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column(
-        "etl_runs", sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True)
-    )
+    with op.batch_alter_table("etl_runs") as batch:
+        batch.add_column(sa.Column("owner_host", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("owner_pid", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("owner_token", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_etl_runs_status", "etl_runs", ["status"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_etl_runs_status", table_name="etl_runs")
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    for column in reversed(COLUMNS):
-        if sqlite:  # SQLite 3.35+ drops a column in place, keeping the rows that refer to etl_runs
+    # SQLite (3.35 and newer) drops these plain columns in place; a batch rebuild would drop and
+    # recreate etl_runs, which the foreign keys of the tables holding data refuse.
+    for column in ("lease_expires_at", "heartbeat_at", "owner_token", "owner_pid", "owner_host"):
+        if op.get_bind().dialect.name == "sqlite":
             op.execute(f"ALTER TABLE etl_runs DROP COLUMN {column}")
         else:
             op.drop_column("etl_runs", column)
