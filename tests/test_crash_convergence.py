@@ -28,7 +28,14 @@ from sqlalchemy import create_engine, inspect, text
 from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
 
 KILLS = 20
-DATA_TABLES = ("coins", "market_snapshots", "rejected_rows", "price_history", "ohlc")
+DATA_TABLES = (
+    "coins",
+    "market_snapshots",
+    "rejected_rows",
+    "price_history",
+    "ohlc",
+    "history_fetches",
+)
 VOLATILE = {"id", "run_id"}  # surrogate keys and the run that wrote a row differ between attempts
 # The phases a kill point is drawn from, a share from each, so that every phase is hit.
 PHASES = {
@@ -45,9 +52,9 @@ COMMANDS = {
 }
 # The tables each command fills (the others stay empty).
 FILLS = {
-    "run": {"coins", "market_snapshots", "ohlc"},
+    "run": {"coins", "market_snapshots", "ohlc", "history_fetches"},
     "load": {"coins", "market_snapshots", "rejected_rows"},
-    "backfill": {"price_history", "ohlc"},
+    "backfill": {"price_history", "ohlc", "history_fetches"},
 }
 
 
@@ -97,10 +104,7 @@ class Databases:
         engine = create_engine(self.url)
         with engine.begin() as conn:
             conn.execute(
-                text(
-                    "TRUNCATE coins, market_snapshots, rejected_rows, price_history, ohlc, "
-                    "etl_runs RESTART IDENTITY CASCADE"
-                )
+                text(f"TRUNCATE {', '.join(DATA_TABLES)}, etl_runs RESTART IDENTITY CASCADE")
             )
         engine.dispose()
         return Attempt(self.url, cwd)
