@@ -17,7 +17,9 @@ two seconds of imports apiece. Before the product is imported the zygote:
 A request may name a kill point: the n-th event overall (`kill_at=17`) or the n-th occurrence of
 one event (`kill_at="write:ohlc.done#2"`); the child then SIGKILLs itself right there. A cut point
 (`cut_at`, same form) makes its PostgreSQL database unreachable there instead, as if the server
-had stopped, so that a test sees how the command reports a database outage mid-way. With
+had stopped, so that a test sees how the command reports a database outage mid-way. A hold point
+(`hold_at`) pauses the child until the test lets it go on, so that two commands can be made to
+overlap at chosen moments. With
 `trace=True` the child returns the whole event sequence, from which a test picks kill points.
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout.
 """
@@ -46,6 +48,8 @@ class _State:
     kill_at: int | str | None = None
     cut_at: int | str | None = None  # where PostgreSQL goes away (see `_cut_database`)
     cut: dict[str, str] | None = None  # {"admin_url", "database"}
+    hold_at: int | str | None = None  # where the child pauses (see `_hold`)
+    hold: str | None = None  # the folder of the pause's "reached" and "release" files
     events: list[str] = []  # noqa: RUF012 (one list per child process, reset after the fork)
     counts: dict[str, int] = {}  # noqa: RUF012
 
@@ -74,6 +78,16 @@ def _cut_database() -> None:
         )
 
 
+def _hold() -> None:
+    """Pause here: say so with the file `reached`, go on once the test creates `release`."""
+    import time
+
+    folder = Path(_State.hold or ".")
+    (folder / "reached").write_text(str(os.getpid()))
+    while not (folder / "release").exists():
+        time.sleep(0.005)  # the harness waits for the test, not for a timer
+
+
 def _event(name: str) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
@@ -81,6 +95,8 @@ def _event(name: str) -> None:
     _State.counts[name] = _State.counts.get(name, 0) + 1
     if _hit(_State.cut_at, name):
         _cut_database()
+    if _hit(_State.hold_at, name):
+        _hold()
     if _hit(_State.kill_at, name):
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -157,6 +173,7 @@ def _child(request: dict[str, Any], out: str, err: str) -> None:
         _State.now = datetime.fromisoformat(request["now"]) if request.get("now") else None
         _State.kill_at = request.get("kill_at")
         _State.cut_at, _State.cut = request.get("cut_at"), request.get("cut")
+        _State.hold_at, _State.hold = request.get("hold_at"), request.get("hold")
         _State.events, _State.counts = [], {}
         sys.argv = ["etl.py", *request["args"]]
         from crypto_etl.cli import main
@@ -179,9 +196,10 @@ def serve() -> None:
     sys.path.insert(0, str(ROOT))  # this checkout's package, whatever is installed
     _install()
     work = tempfile.mkdtemp(prefix="etl-child-")
-    out, err, trace = (os.path.join(work, name) for name in ("out", "err", "trace"))
+    out, trace = os.path.join(work, "out"), os.path.join(work, "trace")
     for line in sys.stdin:
         request = json.loads(line)
+        err = request.get("stderr_path") or os.path.join(work, "err")
         for path in (out, err, trace):
             Path(path).write_text("")
         if request.get("trace"):
@@ -235,9 +253,14 @@ class ChildRunner:
         trace: bool = False,
         cut_at: int | str | None = None,
         cut: dict[str, str] | None = None,
+        hold_at: int | str | None = None,
+        hold: Path | None = None,
+        stderr_path: Path | None = None,
     ) -> ChildResult:
         """Run `args`; `kill_at`: SIGKILL there; `cut_at`: make the PostgreSQL database
-        cut["database"] unreachable there, through cut["admin_url"]."""
+        cut["database"] unreachable there, through cut["admin_url"]; `hold_at`: pause there,
+        creating `hold`/reached, until the test creates `hold`/release; `stderr_path`: where
+        the child's stderr goes while it runs (for a test watching it)."""
         request = {
             "args": list(args),
             "cwd": str(cwd),
@@ -247,6 +270,9 @@ class ChildRunner:
             "trace": trace,
             "cut_at": cut_at,
             "cut": cut,
+            "hold_at": hold_at,
+            "hold": None if hold is None else str(hold),
+            "stderr_path": None if stderr_path is None else str(stderr_path),
         }
         with self._lock:
             assert self._proc.stdin is not None and self._proc.stdout is not None

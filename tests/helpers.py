@@ -33,9 +33,10 @@ def shifted(rows: list[dict], minutes: int, price_factor: float = 1.0) -> list[d
 
 
 def etl_env(db_url: str, coingecko_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
-    """This process's environment without CoinGecko, PostgreSQL, pipeline or fault settings, then
-    the database, the fake CoinGecko (instant pacing), the data folder and `settings`."""
-    dropped = ("COINGECKO_", "POSTGRES_", "CRYPTO_ETL_", "TOP_N", "OHLC_TOP_N", "ALERT_")
+    """This process's environment without CoinGecko, PostgreSQL, pipeline, run lease, alert or
+    fault settings, then the database, the fake CoinGecko (instant pacing), the data folder and
+    `settings`."""
+    dropped = ("COINGECKO_", "POSTGRES_", "CRYPTO_ETL_", "TOP_N", "OHLC_TOP_N", "RUN_", "ALERT_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env.update(
         PAGER="cat",

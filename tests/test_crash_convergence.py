@@ -28,7 +28,14 @@ from sqlalchemy import create_engine, inspect, text
 from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
 
 KILLS = 20
-DATA_TABLES = ("coins", "market_snapshots", "rejected_rows", "price_history", "ohlc")
+DATA_TABLES = (
+    "coins",
+    "market_snapshots",
+    "rejected_rows",
+    "price_history",
+    "ohlc",
+    "history_fetches",
+)
 VOLATILE = {"id", "run_id"}  # surrogate keys and the run that wrote a row differ between attempts
 # The phases a kill point is drawn from, a share from each, so that every phase is hit.
 PHASES = {
@@ -45,9 +52,9 @@ COMMANDS = {
 }
 # The tables each command fills (the others stay empty).
 FILLS = {
-    "run": {"coins", "market_snapshots", "ohlc"},
+    "run": {"coins", "market_snapshots", "ohlc", "history_fetches"},
     "load": {"coins", "market_snapshots", "rejected_rows"},
-    "backfill": {"price_history", "ohlc"},
+    "backfill": {"price_history", "ohlc", "history_fetches"},
 }
 
 
@@ -187,3 +194,12 @@ def test_killed_anywhere_a_rerun_converges(
         if any(e.startswith(prefixes) for e in events):
             assert killed_in[phase] >= 1, (phase, killed_in)
     print(f"{command} on {db_url.split(':')[0]}: {len(events)} events, kills by phase {killed_in}")
+
+
+def test_the_product_has_no_fault_switch_and_no_clock_override():
+    """Faults and clocks are the harness's business (tests/etl_child.py), never the product's."""
+    package = Path(__file__).resolve().parent.parent / "crypto_etl"
+    for path in package.rglob("*.py"):
+        source = path.read_text()
+        for needle in ("CRYPTO_ETL_FAULT", "CRYPTO_ETL_NOW", "os.getpid(), 9", "signal.SIGKILL"):
+            assert needle not in source, f"{path}: {needle}"

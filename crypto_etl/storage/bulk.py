@@ -24,15 +24,18 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_etl.errors import DatabaseError, first_line
+from crypto_etl.storage.engine import WRITE_WAIT_SECONDS
 
 log = logging.getLogger(__name__)
 SQLITE_BATCH_ROWS = 5000
 COPY_BLOCK_BYTES = 1 << 20
+# The PostgreSQL advisory lock every bulk write holds (any constant; "crypto_etl" in ASCII).
+WRITE_LOCK_KEY = 0x63727970746F5F65
 
 
 @dataclass(frozen=True)
@@ -122,13 +125,34 @@ def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> i
     raise DatabaseError(f"bulk loads support PostgreSQL and SQLite, not {dialect}")
 
 
+def take_write_lock(conn: Connection, what: str) -> None:
+    """Serialise bulk writes between processes, so that two writers started together (two runs,
+    a run and a backfill, two machines on one PostgreSQL) never deadlock on each other's rows:
+    on PostgreSQL a transaction-scoped advisory lock, taken before any row, released at commit or
+    rollback; on SQLite the write lock, taken by BEGIN IMMEDIATE (storage.engine). A writer that
+    has to wait logs it once."""
+    if conn.dialect.name != "postgresql":
+        return
+    if conn.execute(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+    ).scalar():
+        return
+    log.info("%s: waiting for another process writing to the database", what)
+    conn.execute(text(f"SET LOCAL lock_timeout = '{WRITE_WAIT_SECONDS}s'"))
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+    conn.execute(text("SET LOCAL lock_timeout = 0"))
+
+
 @contextmanager
 def write_transaction(engine: Engine, what: str) -> Iterator[Connection]:
-    """One transaction for a bulk write: it commits when the block ends, and any failure rolls it
-    back whole. A database error leaves as DatabaseError("<what> failed and was rolled back: ...");
-    other errors pass through as they are."""
+    """One transaction for a bulk write, holding the write lock (`take_write_lock`): it commits
+    when the block ends, and any failure rolls it back whole. A database error leaves as
+    DatabaseError("<what> failed and was rolled back: ..."); other errors pass through as they
+    are."""
     try:
-        with engine.begin() as conn:
+        with engine.connect() as plain, plain.execution_options(write_lock=True).begin() as tx:
+            conn = tx.connection
+            take_write_lock(conn, what)
             yield conn
     except SQLAlchemyError as exc:
         raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc

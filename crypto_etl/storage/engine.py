@@ -16,12 +16,46 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+# How long a SQLite statement waits for another connection's write lock before it fails.
+SQLITE_BUSY_MS = 60_000
+# How long a bulk write waits for another process's bulk write to end (both backends).
+WRITE_WAIT_SECONDS = 600
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # SQLAlchemy, not the driver, begins transactions (see `_sqlite_begin`).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.close()
+
+
+def _sqlite_begin(conn) -> None:
+    """Begin each SQLite transaction explicitly. A bulk write (execution option
+    `write_lock=True`, crypto_etl.storage.bulk.write_transaction) takes the database's write lock
+    up front with BEGIN IMMEDIATE, so that two writers never both read and then both try to write
+    (one would fail at once with "database is locked"): the second one waits, and says so."""
+    if not conn.get_execution_options().get("write_lock"):
+        conn.exec_driver_sql("BEGIN")
+        return
+    try:
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            log.info(
+                "waiting (up to %ds) for another process writing to %s",
+                WRITE_WAIT_SECONDS,
+                describe(conn.engine),
+            )
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={WRITE_WAIT_SECONDS * 1000}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
 
 def make_engine(url: str) -> Engine:
@@ -37,6 +71,7 @@ def make_engine(url: str) -> Engine:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(parsed, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
             return engine
         connect_args = {}
         if parsed.get_backend_name() == "postgresql":
@@ -115,7 +150,10 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            from crypto_etl.storage.runs import sweep_dead_runs
+
             engine = make_engine(self.url)
             init_db(engine)
+            sweep_dead_runs(engine)  # any command first closes runs whose process is gone
             self._engine = engine
         return self._engine

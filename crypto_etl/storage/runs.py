@@ -130,8 +130,11 @@ class Heartbeat:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        # A beat stuck on an unreachable database must not hold up the run's end: the thread is a
+        # daemon, and a late renewal changes nothing once the run is closed (it renews only
+        # `running` rows).
         self._stop.set()
-        self._thread.join(timeout=self.terms.heartbeat_seconds + 5)
+        self._thread.join(timeout=2)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.terms.heartbeat_seconds):
