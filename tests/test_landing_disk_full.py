@@ -51,7 +51,7 @@ def test_a_full_landing_folder_fails_the_run_in_one_line_and_leaves_the_database
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith("error: no space left on device: ")
+    assert errors[0].startswith("error: run 1 failed: no space left on device: ")
     assert str(tiny_raw) in errors[0] and "250 coins" in errors[0]
     assert "Traceback" not in proc.stderr
     runs = query(db_url, "SELECT command, status, error_message FROM etl_runs")

@@ -9,6 +9,13 @@ between) the marker stays, and the next run loads every pending payload before i
 crypto_etl.pipeline.catch_up). Loading is idempotent (rows already stored are skipped), so a payload
 loaded twice never duplicates a row.
 
+A payload's marker is held (an exclusive `flock` on it) by the process working on it: the run that
+fetched it, from the moment it is written until that run ends, and a catch-up while it loads it.
+Another process that finds the marker held leaves it alone, so two commands sharing one data folder
+(a scheduled `app` and a `docker-compose run app python etl.py run`, say) never load each other's
+live payload. The kernel drops the lock when its process dies, so a payload whose run was killed is
+free for the next run at once.
+
 Writing is all or nothing: a payload that cannot be written whole (the disk is full, the folder is
 read-only) leaves no file behind and fails with one line (`LandingError`).
 """
@@ -16,9 +23,11 @@ read-only) leaves no file behind and fails with one line (`LandingError`).
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +38,7 @@ from crypto_etl.errors import ETLError
 log = logging.getLogger(__name__)
 META_SUFFIX = ".meta.json"
 PENDING = "pending"
+_held: dict[Path, int] = {}  # marker -> open descriptor holding its lock, in this process
 
 
 class LandingError(ETLError):
@@ -81,13 +91,50 @@ def save_raw(
             tmp = target.with_name(target.name + ".tmp")
             written.append(tmp)
             tmp.write_bytes(data)
+            if pending and target.parent.name == PENDING:
+                _hold(tmp, target)  # locked before it appears under its name: never unheld
             tmp.replace(target)
             written[-1] = target
     except OSError as exc:
         for leftover in written:
             leftover.unlink(missing_ok=True)
+        release(path)
         raise _landing_error(exc, path, len(rows), len(payload)) from exc
     return path
+
+
+def _hold(file: Path, marker: Path) -> None:
+    fd = os.open(file, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held[marker] = fd
+
+
+def claim(pending: Pending) -> bool:
+    """Hold a pending payload's marker for this process, or False when another process holds it
+    (the run that fetched it is still working on it) or it was stored meanwhile."""
+    if pending.marker in _held:
+        return True  # this process's own (e.g. a tick of `schedule` that could not store it)
+    try:
+        fd = os.open(pending.marker, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    if os.fstat(fd).st_nlink == 0:  # stored and unlinked by its owner before we got the lock
+        os.close(fd)
+        return False
+    _held[pending.marker] = fd
+    return True
+
+
+def release(raw_path: Path) -> None:
+    """Let go of a payload's marker (if this process holds it); it stays pending if not stored."""
+    fd = _held.pop(pending_dir(raw_path.parent) / raw_path.name, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _landing_error(exc: OSError, path: Path, rows: int, size: int) -> LandingError:
@@ -145,3 +192,4 @@ def check_payload(pending: Pending) -> None:
 def mark_stored(raw_path: Path) -> None:
     """The payload's rows are in the database: it is no longer pending."""
     (pending_dir(raw_path.parent) / raw_path.name).unlink(missing_ok=True)
+    release(raw_path)

@@ -33,9 +33,11 @@ from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.landing import (
     check_payload,
+    claim,
     mark_stored,
     pending_payloads,
     read_meta,
+    release,
     save_raw,
 )
 from crypto_etl.pipeline.scheduler import StopFlag, run_every
@@ -363,6 +365,9 @@ def load_pending(settings: Settings, engine: Engine) -> list[LoadOutcome]:
     folder, and the others go on."""
     outcomes = []
     for pending in pending_payloads(settings.raw_dir):
+        if not claim(pending):  # the run that fetched it is still working on it: its own
+            log.info("kept payload %s is being stored by its own run; left to it", pending.raw_path)
+            continue
         meta = read_meta(pending.raw_path)
         currency = meta.get("vs_currency") or settings.vs_currency
         csv_path = settings.data_dir / "processed" / f"{pending.raw_path.stem}.csv"
@@ -386,6 +391,7 @@ def load_pending(settings: Settings, engine: Engine) -> list[LoadOutcome]:
         except ETLError as exc:
             log.error("kept payload %s not loaded: %s", pending.raw_path, exc)
             pending.marker.unlink(missing_ok=True)
+            release(pending.raw_path)
             continue
         mark_stored(pending.raw_path)
         log.info(
