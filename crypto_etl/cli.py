@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -20,12 +21,20 @@ from pathlib import Path
 
 import fire
 
-from crypto_etl.errors import ETLError, ValidationFailed, first_line
+from crypto_etl.errors import (
+    ETLError,
+    Terminated,
+    ValidationFailed,
+    database_failure,
+    failure_line,
+    first_line,
+)
 from crypto_etl.settings import CURRENCY_EXPECTED, Settings, currency_code, load_settings
 
 log = logging.getLogger("etl")
 USAGE_EXIT = 2
-INTERRUPTED_EXIT = 130
+INTERRUPTED_EXIT = 130  # Ctrl-C (SIGINT)
+TERMINATED_EXIT = 143  # SIGTERM (128 + 15)
 
 
 class UsageError(ETLError):
@@ -62,17 +71,26 @@ def command(func):
 
     @functools.wraps(func)
     def wrapper(self, *args, **kwargs):
+        from crypto_etl.pipeline.scheduler import sigterm_interrupts
+
+        # `schedule` handles SIGINT and SIGTERM itself: it stops after the current step.
+        stops = contextlib.nullcontext() if func.__name__ == "schedule" else sigterm_interrupts()
         try:
-            return func(self, *args, **kwargs)
+            with stops:
+                return func(self, *args, **kwargs)
         except ETLError as exc:
             log.debug("traceback", exc_info=True)
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {failure_line(exc)}", file=sys.stderr)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
+            log.debug("traceback", exc_info=True)
             print(f"error: {first_line(exc)}", file=sys.stderr)
-            sys.exit(INTERRUPTED_EXIT)
+            sys.exit(TERMINATED_EXIT if isinstance(exc, Terminated) else INTERRUPTED_EXIT)
         except Exception as exc:
             log.debug("traceback", exc_info=True)
+            if database_failure(exc) is not None:
+                print(f"error: {failure_line(exc)}", file=sys.stderr)
+                sys.exit(1)
             kind, detail = type(exc).__name__, first_line(exc)
             what = kind if detail == kind else f"{kind}: {detail}"
             print(
@@ -399,7 +417,7 @@ class CryptoETLPipeline:
         listed at the end and the exit status is 1; the others are stored. Run it again to resume.
         Example: python etl.py backfill --coins=bitcoin,ethereum --days=90 --vs_currency=usd
         """
-        from crypto_etl.clock import history_now
+        from crypto_etl.clock import utcnow
         from crypto_etl.coingecko.history import backfill_start
         from crypto_etl.pipeline.backfill import run_backfill
 
@@ -408,7 +426,7 @@ class CryptoETLPipeline:
         currency = _currency(vs_currency, settings.vs_currency)
         ids = _coin_ids(coins)
         top = _positive_int("top_n", top_n, settings.top_n)
-        now = history_now()
+        now = utcnow()
         start, cut = backfill_start(days, now, settings)
         if cut:
             print(
@@ -456,7 +474,7 @@ class CryptoETLPipeline:
         again; backfill fills price_history for that time).
         Example: python etl.py gaps --coins=bitcoin,ethereum --days=30
         """
-        from crypto_etl.clock import history_now
+        from crypto_etl.clock import utcnow
         from crypto_etl.pipeline.gap_report import gap_report
         from crypto_etl.storage.gaps import DEFAULT_SNAPSHOT_INTERVAL_SECONDS
 
@@ -468,7 +486,7 @@ class CryptoETLPipeline:
         )
         window = None if days is None else _positive_int("days", days, 1)
         engine = self._db().engine
-        report = gap_report(engine, settings, ids, currency, window, cadence, history_now())
+        report = gap_report(engine, settings, ids, currency, window, cadence, utcnow())
         print(report.format())
 
     @command
@@ -484,5 +502,49 @@ class CryptoETLPipeline:
         print(f"schema at revision {revision} in {describe(engine)}")
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Refuse an unknown command, an unknown --flag or too many positional values before any
+    work: python-fire would otherwise run the command with what it understood and complain about
+    the rest afterwards, in several lines. Help requests and fire's own flags (after `--`) pass."""
+    if not argv or argv[0].startswith("-") or "--help" in argv or "-h" in argv:
+        return
+    name, rest = argv[0], argv[1:]
+    method = getattr(CryptoETLPipeline, name, None)
+    if name.startswith("_") or not callable(method):
+        raise UsageError(f"unknown command {name!r}; python etl.py --help lists the commands")
+    if "--" in rest:
+        rest = rest[: rest.index("--")]
+    params = [p for p in inspect.signature(method).parameters if p != "self"]
+    positional, skip_value = 0, False
+    for token in rest:
+        if skip_value:
+            skip_value = False
+            continue
+        if token.startswith("--"):
+            flag, has_value = token[2:].partition("=")[::2], "=" in token
+            key = flag[0].replace("-", "_")
+            if key not in params and not (key.startswith("no") and key[2:] in params):
+                known = ", ".join(f"--{p}" for p in params) or "none"
+                raise UsageError(f"{name}: unknown argument --{flag[0]} (it takes: {known})")
+            skip_value = not has_value
+        else:
+            positional += 1
+    if positional > len(params):
+        raise UsageError(
+            f"{name}: {positional} value(s) given without a --name but it takes {len(params)}; "
+            f"python etl.py {name} --help lists its arguments"
+        )
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    if ("--help" in argv or "-h" in argv) and "--" not in argv:
+        # Help wins: python-fire would otherwise first run the command with the other arguments.
+        command_name = [argv[0]] if argv and not argv[0].startswith("-") else []
+        sys.argv[1:] = [*command_name, "--help"]
+    try:
+        check_command_line(sys.argv[1:])
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     fire.Fire(CryptoETLPipeline(), name="etl.py")

@@ -8,8 +8,9 @@ from enum import StrEnum
 
 
 class RunStatus(StrEnum):
-    RUNNING = "running"  # started, not finished (or the process died)
+    RUNNING = "running"  # started, not finished; its process keeps a lease (storage.runs)
     SUCCESS = "success"  # everything stored
     PARTIAL = "partial"  # stored, but some rows were quarantined or some coins failed
     FAILED = "failed"  # nothing of this run's own work was stored
     CANCELLED = "cancelled"  # stopped by Ctrl-C, SIGTERM or a stop request; what committed stays
+    ABANDONED = "abandoned"  # its process vanished (SIGKILL, host down): closed by whoever saw it

@@ -57,6 +57,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     expected_cadence_seconds: int = 300
     api_cache_check_seconds: float = 1.0
+    run_heartbeat_seconds: float = 30.0
+    run_lease_seconds: float = 120.0
 
     @property
     def api_key_header(self) -> str:
@@ -178,7 +180,22 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         cors_origins=_origins(env),
         expected_cadence_seconds=_int(env, "ETL_INTERVAL_SECONDS", 300),
         api_cache_check_seconds=_float(env, "API_CACHE_CHECK_SECONDS", 1.0, allow_zero=True),
+        **_lease(env),
     )
+
+
+def _lease(env: Mapping[str, str]) -> dict[str, float]:
+    """RUN_HEARTBEAT_SECONDS and RUN_LEASE_SECONDS: a running run renews its lease that often, and
+    a lease not renewed for that long marks the run abandoned; the lease must outlast at least
+    two heartbeats, so that one late heartbeat never abandons a live run."""
+    heartbeat = _float(env, "RUN_HEARTBEAT_SECONDS", 30.0)
+    lease = _float(env, "RUN_LEASE_SECONDS", 120.0)
+    if lease < 2 * heartbeat:
+        raise ConfigError(
+            f"RUN_LEASE_SECONDS ({lease:g}) must be at least twice RUN_HEARTBEAT_SECONDS "
+            f"({heartbeat:g})"
+        )
+    return {"run_heartbeat_seconds": heartbeat, "run_lease_seconds": lease}
 
 
 def _origins(env: Mapping[str, str]) -> tuple[str, ...]:

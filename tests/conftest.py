@@ -91,3 +91,14 @@ def db_url(request):
     """Each test using this runs once on SQLite and once on PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def etl_children():
+    """The harness running `etl.py` commands in forked children it can pin the clock of and kill
+    at a chosen point (tests/etl_child.py); one per session."""
+    from etl_child import ChildRunner
+
+    runner = ChildRunner()
+    yield runner
+    runner.close()

@@ -1,20 +1,21 @@
 """End-to-end: `python etl.py backfill` and `gaps`, and candles kept current by `run` and
 `schedule`, as a user runs them, against a fake CoinGecko over HTTP, on SQLite and PostgreSQL.
 
-"Now" is pinned (CRYPTO_ETL_NOW in the command, `now` in the fake), so every window and every
-due candle is known in advance; retries are off and pacing is instant, so nothing sleeps.
+"Now" is pinned (by the harness that runs the commands, tests/etl_child.py, and `now` in the
+fake), so every window and every due candle is known in advance; retries are off and pacing is
+instant, so nothing sleeps.
 """
 
 from __future__ import annotations
 
 import signal
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from etl_child import ChildResult, child_runner
 from fake_coingecko import FakeCoinGecko
-from helpers import TOP50_FETCHED_AT, etl_env, etl_runner, market_rows, query, shifted
+from helpers import TOP50_FETCHED_AT, etl_env, market_rows, query, shifted
 from history_data import NOW, serve_history
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,16 +35,10 @@ def fake():
 
 
 @pytest.fixture
-def cli(tmp_path, fake, db_url):
-    """Runs `python etl.py ...` in a fresh working directory against the fake CoinGecko."""
-    env = etl_env(
-        db_url,
-        fake.url,
-        tmp_path / "data",
-        COINGECKO_MAX_RETRIES="0",
-        CRYPTO_ETL_NOW=NOW.isoformat(),
-    )
-    run = etl_runner(tmp_path, env)
+def cli(tmp_path, fake, db_url, etl_children):
+    """Runs `etl.py ...` at NOW in a fresh working directory against the fake CoinGecko."""
+    env = etl_env(db_url, fake.url, tmp_path / "data", COINGECKO_MAX_RETRIES="0")
+    run = child_runner(etl_children, tmp_path, env, NOW)
     run.db_url = db_url
     return run
 
@@ -76,7 +71,7 @@ def sql_time(url: str, moment: datetime) -> str:
     return f"'{text_form}+00'" if url.startswith("postgresql") else f"'{text_form}'"
 
 
-def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+def error_lines(proc: ChildResult) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
 
 
@@ -150,8 +145,9 @@ def test_failing_coins_leave_the_others_stored_are_listed_and_exit_non_zero(cli,
 
 def test_an_interrupted_backfill_resumes_to_the_same_tables(cli, fake):
     args = ("backfill", "--coins=bitcoin,ethereum,solana", "--days=40")
-    # Killed just before ethereum's candles commit: bitcoin is whole, ethereum has prices only.
-    proc = cli(*args, check=False, CRYPTO_ETL_FAULT="history_before_commit:ohlc:ethereum")
+    # Killed just before ethereum's candles commit (the second coin's candles are written, not
+    # committed): bitcoin is whole, ethereum has prices only.
+    proc = cli(*args, check=False, kill_at="write:ohlc.done#2")
     assert proc.returncode == -signal.SIGKILL
     assert query(cli.db_url, "SELECT DISTINCT coin_id FROM ohlc") == [("bitcoin",)]
     assert query(cli.db_url, "SELECT DISTINCT coin_id FROM price_history ORDER BY 1") == [
@@ -170,8 +166,9 @@ def test_an_interrupted_backfill_resumes_to_the_same_tables(cli, fake):
     query(cli.db_url, "DELETE FROM ohlc")
     cli(*args)
     assert history_tables(cli.db_url) == interrupted_then_resumed
-    statuses = query(cli.db_url, "SELECT status FROM etl_runs ORDER BY id")
-    assert statuses == [("running",), ("success",), ("success",)]  # the killed run stays open
+    statuses = query(cli.db_url, "SELECT status, error_message FROM etl_runs ORDER BY id")
+    assert [s for s, _ in statuses] == ["abandoned", "success", "success"]  # closed by the next
+    assert statuses[0][1].startswith("process gone: pid ")
 
 
 def test_days_beyond_365_on_a_keyless_plan_fetch_what_is_allowed(cli, fake):
@@ -285,14 +282,8 @@ def test_run_and_schedule_keep_candles_of_the_top_coins_current(cli, fake):
     serve_history(fake, COINS, now=later)
     fake.fail_coins["ethereum"] = (500, '{"error": "boom"}')
     fake.requests.clear()
-    proc = cli(
-        "schedule",
-        "--interval_seconds=300",
-        "--max_runs=1",
-        "--top_n=10",
-        OHLC_TOP_N="2",
-        CRYPTO_ETL_NOW=later.isoformat(),
-    )
+    cli.now = later
+    proc = cli("schedule", "--interval_seconds=300", "--max_runs=1", "--top_n=10", OHLC_TOP_N="2")
     assert "after 1 run(s), 0 failed" in proc.stdout
     assert [q["days"] for p, q in fake.history_requests()] == ["1", "1"]
     assert query(cli.db_url, "SELECT count(*) FROM ohlc WHERE coin_id = 'bitcoin'") == [(253,)]

@@ -493,11 +493,11 @@ def test_runs_during_a_database_restart_fail_with_one_line_and_later_runs_succee
         return stack.logs("app")[seen:]
 
     def failures() -> list[str]:
-        return [line for line in app_lines() if "scheduled run" in line and "failed" in line]
+        return [line for line in app_lines() if "tick " in line and " failed: " in line]
 
     def success_after_failure() -> bool:
         lines = app_lines()
-        failed = [i for i, line in enumerate(lines) if "scheduled run" in line]
+        failed = [i for i, line in enumerate(lines) if "tick " in line and " failed: " in line]
         return bool(failed) and any(" success: " in line for line in lines[failed[-1] :])
 
     stack.compose("stop", "db")

@@ -171,17 +171,24 @@ def test_logs_go_to_stderr_and_to_the_configured_file(cli):
     assert "run 1 success" in log_file.read_text()
 
 
-def test_a_load_killed_before_commit_leaves_the_tables_as_they_were(cli, fake):
+def test_a_load_killed_before_commit_leaves_the_tables_as_they_were(cli, fake, etl_children):
     cli("run")
     before = query(cli.db_url, "SELECT count(*) FROM market_snapshots")
     fake.markets = shifted(market_rows(), minutes=5)
     cli("extract", "--save_path=raw.json")
     cli("transform", "--input_path=raw.json", "--output_path=next.csv")
-    proc = cli("load", "--csv_path=next.csv", check=False, CRYPTO_ETL_FAULT="before_commit")
-    assert proc.returncode == -signal.SIGKILL
+    # The harness kills the load once its rows are written, before its transaction commits.
+    killed = etl_children.run(
+        ["load", "--csv_path=next.csv"], cli.cwd, cli.env, kill_at="write:market_snapshots.done"
+    )
+    assert killed.returncode == -signal.SIGKILL
     assert query(cli.db_url, "SELECT count(*) FROM market_snapshots") == before
     cli("load", "--csv_path=next.csv")
     assert scalar(cli.db_url, "SELECT count(*) FROM market_snapshots") == 100
+    assert query(cli.db_url, "SELECT command, status FROM etl_runs WHERE command = 'load'") == [
+        ("load", "abandoned"),
+        ("load", "success"),
+    ]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

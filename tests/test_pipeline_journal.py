@@ -44,6 +44,7 @@ def test_the_stored_statuses_are_the_strings_sql_users_know():
         "partial",
         "failed",
         "cancelled",
+        "abandoned",
     ]
     assert f"{RunStatus.PARTIAL}" == "partial" and RunStatus("cancelled") is RunStatus.CANCELLED
 

@@ -135,7 +135,7 @@ def test_failed_run_is_logged_and_the_schedule_goes_on(clock, caplog):
     assert offsets(job.starts) == [0, 30, 60, 90]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
-    assert "run 2 failed" in errors[0].getMessage()
+    assert "tick 2 failed" in errors[0].getMessage()
     assert "boom in run 2" in errors[0].getMessage()
 
 
@@ -149,7 +149,7 @@ def test_a_failed_run_is_logged_on_one_line(clock, caplog):
     assert run_every(job, 10, FakeStop(clock), max_runs=2, clock=clock) == (2, 2)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == [
-        f"scheduled run {n} failed: connection failed: server closed; retrying at the next tick"
+        f"tick {n} failed: connection failed: server closed; retrying at the next tick"
         for n in (1, 2)
     ]
 
@@ -161,7 +161,7 @@ def test_a_failure_without_a_message_is_named_by_its_type(clock, caplog):
         raise TimeoutError()
 
     run_every(job, 10, FakeStop(clock), max_runs=1, clock=clock)
-    assert "scheduled run 1 failed: TimeoutError;" in caplog.records[-1].getMessage()
+    assert "tick 1 failed: TimeoutError;" in caplog.records[-1].getMessage()
 
 
 def test_every_run_failing_still_keeps_the_cadence(clock, caplog):

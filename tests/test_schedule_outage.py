@@ -93,7 +93,7 @@ def test_runs_cut_off_by_a_database_restart_fail_in_one_line_and_none_stays_runn
     # Every line on stderr is one log record: no traceback, no driver hint, no link.
     log_line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) \S+: ")
     assert all(log_line.match(line) for line in err.splitlines()), err
-    failures = [line for line in err.splitlines() if "scheduled run" in line]
+    failures = [line for line in err.splitlines() if " failed: " in line and "tick " in line]
     assert len(failures) == 2, err
     assert all("Connection refused" in line for line in failures), err
     assert "database unavailable at postgresql" in failures[1], err
@@ -156,7 +156,7 @@ def test_every_tick_of_an_outage_ends_in_market_snapshots_once_the_database_is_b
     out, err = capsys.readouterr()
     assert "schedule stopped after 5 run(s), 3 failed" in out
     assert fake.ticks == 5  # every tick fetched, the database up or not
-    failures = [line for line in err.splitlines() if "scheduled run" in line]
+    failures = [line for line in err.splitlines() if " failed: " in line and "tick " in line]
     assert len(failures) == 3 and all("is kept in" in line for line in failures), err
 
     # Every tick's snapshot is stored, with the time it was fetched as its snapshot time.

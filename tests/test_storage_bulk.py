@@ -38,7 +38,7 @@ def count(engine, table: str) -> int:
 
 
 def append(engine, table, columns, rows) -> int:
-    with write_transaction(engine, "test write", "test_before_commit") as conn:
+    with write_transaction(engine, "test write") as conn:
         return append_skip_existing(conn, table, Rows(columns, rows))
 
 
@@ -84,7 +84,7 @@ def test_a_failed_write_rolls_back_whole_and_is_one_database_error(engine):
 def test_an_error_that_is_not_the_database_passes_through_and_rolls_back(engine):
     with (
         pytest.raises(RuntimeError, match="disk full"),
-        write_transaction(engine, "test write", "none") as conn,
+        write_transaction(engine, "test write") as conn,
     ):
         append_skip_existing(
             conn, PriceHistory.__table__, Rows(PRICE_COLUMNS, price_rows("x", 0, 4))

@@ -28,7 +28,12 @@ class ResponseCache:
     background thread reads it that often and requests use the last one read: a cache hit then
     touches no database at all, and answers lag a new run by about that long."""
 
-    def __init__(self, max_entries: int = 512, check_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_entries: int = 512,
+        check_seconds: float = 0.0,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
         self.max_entries = max_entries
         self.check_seconds = check_seconds
         self._lock = threading.Lock()
@@ -37,6 +42,8 @@ class ResponseCache:
         self._bodies: OrderedDict[Hashable, bytes] = OrderedDict()
         self._version: tuple[Any, ...] | None = None
         self._stop = threading.Event()
+        # How the background check waits between two reads: True means stop (tests step it).
+        self._wait = wait or self._stop.wait
         self._refresher: threading.Thread | None = None
 
     def start(self, engine: Engine) -> None:
@@ -53,12 +60,22 @@ class ResponseCache:
             self._refresher.join(timeout=5)
 
     def _refresh_forever(self, engine: Engine) -> None:
-        while not self._stop.wait(self.check_seconds):
+        """Read the data version every check_seconds until stopped. No failure ends the loop: it
+        is logged on one line, the last version is kept (requests report a database outage
+        themselves) and the next interval tries again."""
+        while not self._wait(self.check_seconds) and not self._stop.is_set():
             try:
                 with Session(engine) as session:
                     self._read_version(session)
-            except SQLAlchemyError as exc:  # keep the last version; requests report the outage
+            except SQLAlchemyError as exc:
                 log.warning("cache: cannot read the data version: %s", first_line(exc))
+            except Exception as exc:  # anything else too: a dead refresher would serve stale data
+                log.error(
+                    "cache: checking the data version failed: %s: %s; retrying in %gs",
+                    type(exc).__name__,
+                    first_line(exc),
+                    self.check_seconds,
+                )
 
     def _read_version(self, session: Session) -> tuple[Any, ...]:
         version = queries.data_version(session)

@@ -269,6 +269,28 @@ class Run(BaseModel):
     rows_skipped: int
     source: str | None = None
     error_message: str | None = None
+    heartbeat_at: datetime | None = Field(
+        None, description="The last sign of life of the run's process (renewed while running)"
+    )
+    lease_expires_at: datetime | None = Field(
+        None,
+        description="While running: when the run counts as abandoned unless its process renews "
+        "the lease; null once closed",
+    )
+
+    def as_of(self, now: datetime) -> Run:
+        """The run as it stands at `now`: a `running` run whose lease expired is shown as
+        `abandoned` (its process is gone), ended at its last heartbeat, with why."""
+        lease = self.lease_expires_at
+        if self.status != RunStatus.RUNNING or lease is None or lease >= now:
+            return self
+        return self.model_copy(
+            update={
+                "status": RunStatus.ABANDONED,
+                "finished_at": self.heartbeat_at or self.started_at,
+                "error_message": f"process gone: lease expired at {lease:%Y-%m-%dT%H:%M:%SZ}",
+            }
+        )
 
     @computed_field(description="finished_at - started_at in seconds; null while running")
     @property

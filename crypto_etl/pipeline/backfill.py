@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from crypto_etl.clock import history_now
+from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
 from crypto_etl.coingecko.history import (
     parse_candles,
@@ -145,7 +145,7 @@ def backfill(
     all did, cancelled when interrupted)."""
     any_age = reaches_past_a_year(settings)
     source = f"{len(coins)} coin(s) since {start.isoformat()}"
-    with recorded_run(engine, command, vs_currency, source) as run:
+    with recorded_run(engine, command, vs_currency, source, settings) as run:
         report = BackfillReport(run.id, RunStatus.RUNNING, start, now, [])
         for number, coin in enumerate(coins, 1):
             if should_stop():
@@ -268,11 +268,14 @@ def keep_candles_current(
     settings: Settings,
     vs_currency: str,
     should_stop: Callable[[], bool],
+    now: datetime | None = None,
 ) -> CandleRefresh:
-    """After a snapshot run: bring candles of the top OHLC_TOP_N coins up to date. A failure here
-    is logged and recorded in its own `ohlc` run; it never fails the snapshot run."""
+    """After a snapshot run: bring candles of the top OHLC_TOP_N coins up to date as of `now`
+    (default: the current time). A failure here is logged and recorded in its own `ohlc` run; it
+    never fails the snapshot run."""
     try:
-        report = refresh_ohlc(engine, client, settings, vs_currency, history_now(), should_stop)
+        moment = now or utcnow()
+        report = refresh_ohlc(engine, client, settings, vs_currency, moment, should_stop)
     except Exception as exc:
         detail = first_line(exc)
         log.error("ohlc: keeping candles current failed: %s (the snapshot run is stored)", detail)

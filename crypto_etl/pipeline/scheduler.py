@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from crypto_etl.errors import first_line
+from crypto_etl.errors import Terminated, database_failure, first_line, run_id_of
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ def run_every(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[int, int]:
     """Call `job` every `interval_seconds` (from the start of one call to the next, skipping
-    ticks a long run overran) until `stop` is set or `max_runs` calls were made.
-    Returns (runs, failed runs)."""
+    ticks a long run overran) until `stop` is set or `max_runs` calls were made. A failure is
+    logged on one line naming the tick (the count of calls) and, when the job's recorded run
+    ended with it, that run's etl_runs id. Returns (runs, failed runs)."""
     runs = failures = 0
     next_tick = clock()
     while not stop.is_set():
@@ -64,9 +65,14 @@ def run_every(
             job()
         except Exception as exc:  # a failed run must not end the schedule
             failures += 1
-            log.error(
-                "scheduled run %d failed: %s; retrying at the next tick", runs, first_line(exc)
-            )
+            detail = database_failure(exc) or first_line(exc)
+            run_id = run_id_of(exc)
+            if run_id is None:
+                log.error("tick %d failed: %s; retrying at the next tick", runs, detail)
+            else:
+                log.error(
+                    "tick %d: run %d failed: %s; retrying at the next tick", runs, run_id, detail
+                )
         if max_runs is not None and runs >= max_runs:
             break
         next_tick += interval_seconds
@@ -82,11 +88,15 @@ def run_every(
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops a long command like Ctrl-C does (a KeyboardInterrupt in the main thread), so
-    that its run is recorded as cancelled."""
+    """SIGTERM stops a long command like Ctrl-C does (a KeyboardInterrupt, `Terminated`, in the
+    main thread), so that its run is recorded as cancelled. Only the main thread can install it;
+    elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

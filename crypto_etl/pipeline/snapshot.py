@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.client import CoinGeckoClient
-from crypto_etl.errors import DatabaseError, ETLError, first_line
+from crypto_etl.errors import DatabaseError, ETLError, first_line, run_id_of
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.landing import (
@@ -139,7 +139,7 @@ def load_file(settings: Settings, database: Database, csv_path: Path) -> LoadOut
     rows were quarantined). The file is checked before the database is opened."""
     check_csv_file(csv_path)
     engine = database.engine
-    with recorded_run(engine, "load", source=str(csv_path)) as run:
+    with recorded_run(engine, "load", source=str(csv_path), settings=settings) as run:
         result, _ = _load(engine, csv_path, settings, run.id)
         run.rows_extracted = result.rows_in
         _record_load(run, result)
@@ -240,7 +240,7 @@ def run_snapshot(
         try:
             engine = _engine(database)
             caught_up = load_pending(settings, engine)
-            with recorded_run(engine, "run", vs_currency=vs_currency) as run:
+            with recorded_run(engine, "run", vs_currency=vs_currency, settings=settings) as run:
                 opened = True
                 rows = source.fetch_markets(top_n, vs_currency)
                 fetched_at = utcnow()
@@ -275,9 +275,11 @@ def run_snapshot(
                 if raw_path.exists()
                 else ""
             )
-            raise DatabaseError(
+            error = DatabaseError(
                 f"database unavailable at {_where(database)}: {_reason(exc)}{kept}"
-            ) from exc
+            )
+            error.run_id = run_id_of(exc)  # the run it cut off, named in the log line
+            raise error from exc
         candles = None
         if settings.ohlc_top_n > 0:
             candles = keep_candles_current(engine, source, settings, vs_currency, should_stop)
@@ -296,8 +298,8 @@ def _fetch_and_keep(
 ) -> list[dict[str, Any]]:
     """Fetch and keep (pending) a snapshot while the database is down; a failure here is told in
     the same line as the outage, which stays the reported failure."""
-    log.warning(
-        "database unavailable (%s): fetching the snapshot to keep it until it is back",
+    log.info(
+        "the database is down (%s): fetching the snapshot to keep it until it is back",
         _reason(outage),
     )
     try:
@@ -342,7 +344,11 @@ def load_pending(settings: Settings, engine: Engine) -> list[LoadOutcome]:
         csv_path = settings.data_dir / "processed" / f"{pending.raw_path.stem}.csv"
         try:
             with recorded_run(
-                engine, "catch_up", vs_currency=currency, source=str(pending.raw_path)
+                engine,
+                "catch_up",
+                vs_currency=currency,
+                source=str(pending.raw_path),
+                settings=settings,
             ) as run:
                 check_payload(pending)
                 run.rows_extracted = _transform(

@@ -11,14 +11,12 @@ Snapshots, price history and candles all go through `append_skip_existing`:
 What differs between the three is only how rows reach the staging table, which a `RowSource` says:
 `Rows` streams Python tuples with COPY's `write_row`; a snapshot CSV is streamed by the server
 itself (crypto_etl.storage.snapshots). `write_transaction` is the transaction every bulk write runs
-in: database errors leave it as one `DatabaseError` line, and the tests' fault hook can kill the
-process just before the commit.
+in: database errors leave it as one `DatabaseError` line.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,8 +33,6 @@ from crypto_etl.errors import DatabaseError, first_line
 log = logging.getLogger(__name__)
 SQLITE_BATCH_ROWS = 5000
 COPY_BLOCK_BYTES = 1 << 20
-# Tests set it to a fault point (e.g. "before_commit") to kill the process just before that commit.
-FAULT_ENV = "CRYPTO_ETL_FAULT"
 
 
 @dataclass(frozen=True)
@@ -127,28 +123,19 @@ def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> i
 
 
 @contextmanager
-def write_transaction(engine: Engine, what: str, fault_point: str) -> Iterator[Connection]:
+def write_transaction(engine: Engine, what: str) -> Iterator[Connection]:
     """One transaction for a bulk write: it commits when the block ends, and any failure rolls it
     back whole. A database error leaves as DatabaseError("<what> failed and was rolled back: ...");
     other errors pass through as they are."""
     try:
         with engine.begin() as conn:
             yield conn
-            _maybe_fault(fault_point)
     except SQLAlchemyError as exc:
         raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc
     except Exception as exc:
         if exc.__class__.__module__.startswith("psycopg"):
             raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc
         raise
-
-
-def _maybe_fault(point: str) -> None:
-    """Tests kill the process just before a given commit, e.g. CRYPTO_ETL_FAULT=before_commit
-    (a snapshot load) or CRYPTO_ETL_FAULT=history_before_commit:ohlc:ethereum."""
-    if os.environ.get(FAULT_ENV) == point:
-        log.warning("fault injection: killing the process at %s", point)
-        os.kill(os.getpid(), 9)
 
 
 def _quoted(columns: Sequence[str]) -> str:

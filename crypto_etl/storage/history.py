@@ -104,9 +104,7 @@ def _store(
     if not rows.values and not fetches:
         return 0
     table = model.__tablename__
-    with write_transaction(
-        engine, f"storing {table} of {coin_id}", f"history_before_commit:{table}:{coin_id}"
-    ) as conn:
+    with write_transaction(engine, f"storing {table} of {coin_id}") as conn:
         new = append_skip_existing(conn, model.__table__, rows) if rows.values else 0
         _record_fetches(conn, coin, fetches, run_id)
         return new

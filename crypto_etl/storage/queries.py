@@ -4,7 +4,7 @@ on SQLite and PostgreSQL. Functions take a Session and return plain rows (dicts)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     func,
     literal,
     or_,
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import FunctionElement
 
 from crypto_etl.analytics import series
+from crypto_etl.run_status import RunStatus
 from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
 
 SNAPSHOT_COLUMNS = [c for c in MarketSnapshot.__table__.columns]
@@ -312,6 +314,14 @@ def snapshot_24h_rows(
     return _series_frame(_float_matrix(session, "snapshot_24h", params), columns)
 
 
+def run_status_as_of(now: datetime):
+    """etl_runs.status as it stands at `now`: a `running` row whose lease expired before `now`
+    has lost its process and counts as `abandoned` (the next pipeline command records it so;
+    crypto_etl.storage.runs)."""
+    lost = (EtlRun.status == RunStatus.RUNNING.value) & (EtlRun.lease_expires_at < now)
+    return case((lost, RunStatus.ABANDONED.value), else_=EtlRun.status)
+
+
 def recent_runs(
     session: Session,
     *,
@@ -319,11 +329,14 @@ def recent_runs(
     command: str | None = None,
     limit: int = 20,
     offset: int = 0,
+    now: datetime | None = None,
 ) -> tuple[list[EtlRun], int]:
-    """Pipeline runs, newest first, with the number matching the filters."""
+    """Pipeline runs, newest first, with the number matching the filters; the status filter
+    sees runs whose lease expired before `now` as `abandoned` (see `run_status_as_of`)."""
     filters = []
     if status:
-        filters.append(EtlRun.status == status)
+        moment = now or datetime.now(UTC)
+        filters.append(run_status_as_of(moment) == status)
     if command:
         filters.append(EtlRun.command == command)
     count = session.execute(select(func.count()).select_from(EtlRun).where(*filters)).scalar_one()

@@ -126,8 +126,18 @@ class EtlRun(Base):
     rows_skipped: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The owner and its lease (migration 0004): which process runs it, and until when the run
+    # counts as alive without a new heartbeat (crypto_etl.storage.runs).
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_token: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_etl_runs_started_at", "started_at"),)
+    __table_args__ = (
+        Index("ix_etl_runs_started_at", "started_at"),
+        Index("ix_etl_runs_status", "status"),
+    )
 
 
 class RejectedRow(Base):

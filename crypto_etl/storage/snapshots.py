@@ -306,7 +306,7 @@ def load_snapshot_csv(
         return validate_snapshots(frame, now, stale_after, future_tolerance)
 
     source = SnapshotCsv(path, header, validate, run_id)
-    with write_transaction(engine, "load", "before_commit") as conn:
+    with write_transaction(engine, "load") as conn:
         loaded = append_skip_existing(conn, MarketSnapshot.__table__, source)
         frame, report = source.read()
         valid = frame[report.valid_mask(frame.index)]

@@ -36,11 +36,14 @@ def list_runs(
         str | None, Query(max_length=50, pattern=PRINTABLE, examples=["run"])
     ] = None,
 ) -> Response:
-    """Pipeline runs, newest first, with their outcome and row counts."""
+    """Pipeline runs, newest first, with their outcome and row counts. A run still `running`
+    whose lease expired (its process was killed or its host went down) is shown as `abandoned`."""
+    now = datetime.now(UTC)
     runs, count = queries.recent_runs(
-        session, status=status, command=command, limit=limit, offset=offset
+        session, status=status, command=command, limit=limit, offset=offset, now=now
     )
-    return json_response(RunList(data=[Run.model_validate(run) for run in runs], count=count))
+    data = [Run.model_validate(run).as_of(now) for run in runs]
+    return json_response(RunList(data=data, count=count))
 
 
 @router.get("/rejected_rows", response_model=RejectedRowList, summary="Quarantined rows")

@@ -12,6 +12,8 @@ from crypto_etl.dashboard.ui import age_text, frame, load, seconds_since, show, 
 from crypto_etl.run_status import RunStatus
 
 RUNS = 50
+# Runs that stored nothing of their own: failed, or whose process vanished mid-way.
+BROKEN = (RunStatus.FAILED, RunStatus.ABANDONED)
 
 st.title("Pipeline health")
 runs_body = load(api.runs, limit=RUNS)
@@ -66,7 +68,9 @@ else:
         else "never",
     )
     figures[2].metric(
-        f"Failed runs (last {len(runs)})", int((runs["status"] == RunStatus.FAILED).sum())
+        f"Failed runs (last {len(runs)})",
+        int(runs["status"].isin(BROKEN).sum()),
+        help="failed, or abandoned: the run's process vanished (killed, host down) mid-way",
     )
     figures[3].metric(f"Rows quarantined (last {len(runs)} runs)", int(runs["rows_rejected"].sum()))
 
@@ -90,7 +94,7 @@ else:
             marker_color="#d73027",
         )
     )
-    failed = ordered[ordered["status"] == RunStatus.FAILED]
+    failed = ordered[ordered["status"].isin(BROKEN)]
     if not failed.empty:
         chart.add_trace(
             go.Scatter(
@@ -100,7 +104,8 @@ else:
                 marker={"symbol": "x", "size": 12, "color": "#000000"},
                 name="Failed run",
                 text=failed["error_message"],
-                hovertemplate="Failed: %{text}<extra></extra>",
+                customdata=failed[["status"]],
+                hovertemplate="%{customdata[0]}: %{text}<extra></extra>",
             )
         )
     chart.update_layout(barmode="stack")
