@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,8 @@ def test_a_full_landing_folder_fails_the_run_in_one_line_and_leaves_the_database
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith("error: run 1 failed: no space left on device: ")
+    # The line names the run etl_runs recorded (error: run 1 failed: ...), then the cause.
+    assert re.match(r"error: run \d+ failed: no space left on device: ", errors[0]), errors[0]
     assert str(tiny_raw) in errors[0] and "250 coins" in errors[0]
     assert "Traceback" not in proc.stderr
     runs = query(db_url, "SELECT command, status, error_message FROM etl_runs")

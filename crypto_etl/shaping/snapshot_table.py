@@ -58,6 +58,11 @@ NUMERIC_COLUMNS = tuple(
     c for c in CSV_COLUMNS if c not in TEXT_COLUMNS and c not in TIMESTAMP_COLUMNS
 )
 CSV_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# A whole number beyond this is not exact as a float: market_cap_rank stays a float then.
+EXACT_INTEGER_LIMIT = 2**53
+# Text a CSV reader takes for a float NaN: "not a number" is no value, as JSON has no NaN.
+NAN_TEXTS = frozenset({"nan", "-nan", "+nan"})
+READ_BLOCK_BYTES = 1 << 20
 
 
 def read_raw_json(path: str | Path) -> list[dict[str, Any]]:
@@ -113,11 +118,15 @@ def _to_timestamp(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
 
 
-def _empty_as_missing(series: pd.Series) -> pd.Series:
-    """Blank text counts as missing, as an empty CSV field does."""
+def _empty_as_missing(series: pd.Series, nan_too: bool = False) -> pd.Series:
+    """Blank text counts as missing, as an empty CSV field does; with `nan_too` (numbers), so does
+    text spelling NaN, as every CSV reader takes it for a missing float."""
     if series.dtype.kind in "fiumM":
         return series
-    blank = series.astype("str").str.strip().eq("") if series.dtype == object else series.eq("")
+    stripped = series.astype("str").str.strip()  # object or pandas' str dtype alike
+    blank = stripped.eq("")
+    if nan_too:
+        blank |= stripped.str.lower().isin(NAN_TEXTS)
     return series.where(~blank.fillna(False).astype(bool), None)
 
 
@@ -125,13 +134,14 @@ def transform_markets(
     rows: Sequence[dict[str, Any]], vs_currency: str, snapshot_at: datetime
 ) -> pd.DataFrame:
     """Flatten raw market rows into the CSV_COLUMNS table (UTC timestamps, float numbers)."""
+    n = len(rows)  # an empty object is a row too: validation quarantines it, nothing vanishes
     frame = pd.DataFrame.from_records(list(rows)) if rows else pd.DataFrame()
-    roi = frame["roi"] if "roi" in frame else pd.Series([None] * len(frame), dtype=object)
+    roi = frame["roi"] if "roi" in frame else pd.Series([None] * n, dtype=object)
 
     def roi_part(key: str) -> list[Any]:
         return [r.get(key) if isinstance(r, dict) else None for r in roi]
 
-    out = pd.DataFrame(index=range(len(frame)))
+    out = pd.DataFrame(index=range(n))
     for col in CSV_COLUMNS:
         if col == "roi_times":
             values = pd.Series(roi_part("times"), dtype=object)
@@ -140,13 +150,13 @@ def transform_markets(
         elif col == "roi_percentage":
             values = pd.Series(roi_part("percentage"), dtype=object)
         elif col == "vs_currency":
-            values = pd.Series([vs_currency.lower()] * len(frame), dtype=object)
+            values = pd.Series([vs_currency.lower()] * n, dtype=object)
         elif col == "snapshot_at":
-            values = pd.Series([snapshot_at] * len(frame), dtype=object)
+            values = pd.Series([snapshot_at] * n, dtype=object)
         elif col in frame:
             values = frame[col].reset_index(drop=True)
         else:
-            values = pd.Series([None] * len(frame), dtype=object)
+            values = pd.Series([None] * n, dtype=object)
         out[col] = values
     return normalise_types(out)
 
@@ -165,7 +175,7 @@ def normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
         if out[col].dtype.kind in "fiu":
             out[col] = out[col].astype("float64")
         else:
-            out[col] = _coerce(_empty_as_missing(out[col]), _to_number)
+            out[col] = _coerce(_empty_as_missing(out[col], nan_too=True), _to_number)
     for col in TIMESTAMP_COLUMNS:
         if col not in out:
             continue
@@ -179,38 +189,109 @@ def normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].dt.as_unit("us")  # one unit whatever the reader chose
     rank = out.get("market_cap_rank")
     if rank is not None and rank.dtype == "float64":
-        whole = rank.isna() | (rank == rank.round())
+        whole = rank.isna() | ((rank == rank.round()) & (rank.abs() <= EXACT_INTEGER_LIMIT))
         if whole.all():
             out["market_cap_rank"] = rank.astype("Int64")
     return out
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the table with the stable column order; timestamps as ISO 8601 UTC (Z)."""
+    """Write the table with the stable column order; timestamps as ISO 8601 UTC (Z). Values are
+    quoted when they must be; when a text value holds a carriage return (which Python's csv
+    writer leaves unquoted) every text value is quoted, so that it reads back as it was."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    frame.loc[:, list(CSV_COLUMNS)].to_csv(
-        path, index=False, date_format=CSV_TIMESTAMP_FORMAT, quoting=csv.QUOTE_MINIMAL
-    )
+    table = frame.loc[:, list(CSV_COLUMNS)]
+    quoting = csv.QUOTE_NONNUMERIC if _holds_carriage_return(table) else csv.QUOTE_MINIMAL
+    table.to_csv(path, index=False, date_format=CSV_TIMESTAMP_FORMAT, quoting=quoting)
     return path
 
 
+def _holds_carriage_return(table: pd.DataFrame) -> bool:
+    for column in table.columns:
+        series = table[column]
+        if series.dtype.kind in "fiumM" or isinstance(series.dtype, pd.DatetimeTZDtype):
+            continue
+        if series.astype("str").str.contains("\r", regex=False).any():
+            return True
+    return False
+
+
 def read_snapshot_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV written by `transform` (any column order) back into the typed table."""
+    """Read a CSV written by `transform` (any column order) back into the typed table.
+
+    Only an empty field counts as missing (a coin may be called "NA"). The fast path is pyarrow,
+    parsing on every core; it cannot take a line break inside a
+    value, nor text in a numeric column (a value kept for validation to quarantine). Such a file
+    is read by Python's csv reader as text, every column then typed as `transform` types it, so
+    both paths give the same table."""
     path = Path(path)
     header = read_csv_header(path)
-    text = {c: "str" for c in TEXT_COLUMNS}
     try:
-        # pyarrow parses on every core; only an empty field counts as missing (a coin may be
-        # called "NA").
-        frame = pd.read_csv(
-            path, engine="pyarrow", dtype=text, keep_default_na=False, na_values=[""]
-        )
-    except Exception as exc:  # pyarrow raises its own error types for malformed files
-        raise InputFileError(f"CSV file {path} is malformed: {first_line(exc)}") from None
+        frame = _read_with_pyarrow(path)
+        fast = _one_record_per_line(path, len(frame))
+    except Exception:  # pyarrow raises its own error types: the careful path decides
+        fast = False
+    if not fast:
+        frame = _read_as_text(path)
     frame.columns = [str(c).strip() for c in frame.columns]
     return normalise_types(frame.loc[:, list(header)])
+
+
+def _read_with_pyarrow(path: Path) -> pd.DataFrame:
+    """The fast reader: text columns as text, the rank as a float (an integer column with an
+    empty field trips pandas' own pyarrow reader), the other columns as pyarrow infers them."""
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
+
+    types = {c: pa.string() for c in TEXT_COLUMNS} | {"market_cap_rank": pa.float64()}
+    options = pa_csv.ConvertOptions(
+        column_types=types,
+        null_values=[""],
+        true_values=[],  # "true" in a numeric column is text for validation, not a boolean
+        false_values=[],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    return pa_csv.read_csv(path, convert_options=options).to_pandas()
+
+
+def _read_as_text(path: Path) -> pd.DataFrame:
+    """Every field as text (an empty one missing), with Python's csv reader: line breaks inside
+    quoted values are kept, and a record of the wrong width is an error."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True)
+            names = [name.strip() for name in next(reader)]
+            records = []
+            for record in reader:
+                if not record:
+                    continue  # a blank line
+                if len(record) != len(names):
+                    raise InputFileError(
+                        f"CSV file {path} is malformed: line {reader.line_num} has "
+                        f"{len(record)} fields, expected {len(names)}"
+                    )
+                records.append([value if value != "" else None for value in record])
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputFileError(f"CSV file {path} is malformed: {first_line(exc)}") from None
+    return pd.DataFrame(records, columns=names, dtype=object)
+
+
+def _one_record_per_line(path: Path, records: int) -> bool:
+    """Whether the file holds exactly one line per record after the header and no carriage
+    return: then no value holds a line break, which the fast reader would split or drop."""
+    lines = 0
+    with path.open("rb") as fh:
+        while block := fh.read(READ_BLOCK_BYTES):
+            if b"\r" in block:
+                return False
+            lines += block.count(b"\n")
+            last = block
+    if records == 0:
+        return True
+    return lines == records + 1 or (lines == records and not last.endswith(b"\n"))
 
 
 def check_csv_file(path: Path) -> None:

@@ -30,6 +30,7 @@ NON_NEGATIVE_COLUMNS = (
     "atl",
 )
 KEY_COLUMNS = ("id", "vs_currency", "last_updated")
+RANK_MAX = 2**31 - 1  # what market_snapshots.market_cap_rank (an integer column) holds
 EXAMPLES = 5
 
 
@@ -180,7 +181,7 @@ def validate_snapshots(
     add("high_low", "critical", "high_24h >= low_24h", inverted, "high_24h below low_24h")
 
     rank = numbers.get("market_cap_rank", pd.Series(np.nan, index=idx))
-    bad_rank = rank.notna() & ((rank < 1) | (rank != rank.round()))
+    bad_rank = rank.notna() & ((rank < 1) | (rank != rank.round()) | (rank > RANK_MAX))
     add("rank", "critical", "market_cap_rank a positive integer", bad_rank, "bad market_cap_rank")
 
     last = times.get("last_updated", pd.Series(pd.NaT, index=idx, dtype="datetime64[us, UTC]"))
