@@ -181,6 +181,7 @@ def get_crypto(
 )
 def get_history(
     session: SessionDep,
+    cache: CacheDep,
     coin_id: CoinId,
     vs_currency: VsCurrency,
     start: Start = None,
@@ -206,6 +207,7 @@ def get_history(
     backfilled price_history, oldest first, resampled to `interval`, with simple and log returns
     and moving averages computed over the whole range before paging."""
     start, end = time_range(start, end)
+    cache.version(session)  # the data this answer is made of, for the edge's ETag
     if interval == "auto":
         interval = series.auto_interval(end - start)
     windows = sorted(set(ma)) if ma else [7, 30]
@@ -234,6 +236,7 @@ def get_history(
 )
 def get_ohlc(
     session: SessionDep,
+    cache: CacheDep,
     coin_id: CoinId,
     vs_currency: VsCurrency,
     start: Start = None,
@@ -253,6 +256,7 @@ def get_ohlc(
 ) -> Response:
     """Candles of one coin whose close time lies in [start, end], oldest first."""
     start, end = time_range(start, end)
+    cache.version(session)  # the data this answer is made of, for the edge's ETag
     coin_or_404(session, coin_id)
     candles = series.empty_candles()
     used = source
