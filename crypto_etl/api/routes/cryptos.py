@@ -25,7 +25,7 @@ from crypto_etl.api.params import (
     Start,
     time_range,
 )
-from crypto_etl.api.responses import cached_response, frame_response
+from crypto_etl.api.responses import cached_response, columns_response, frame_response
 from crypto_etl.api.schemas import (
     CandleList,
     CryptoDetail,
@@ -211,11 +211,11 @@ def get_history(
     if interval == "auto":
         interval = series.auto_interval(end - start)
     windows = sorted(set(ma)) if ma else [7, 30]
-    points = queries.history_points(session, [coin_id], vs_currency, start, end).get(coin_id)
-    if points is None:  # no point in the range: an unknown coin is a 404, a known one is empty
+    matrix = queries.history_matrix(session, coin_id, vs_currency, start, end)
+    ms, values = series.merge_point_matrix(matrix)
+    if len(ms) == 0:  # no point in the range: an unknown coin is a 404, a known one is empty
         coin_or_404(session, coin_id)
-        points = series.empty_points()
-    frame = series.history_features(points, interval, windows)
+    names, ms, columns = series.history_feature_arrays(ms, values, interval, windows)
     envelope = History(
         coin_id=coin_id,
         vs_currency=vs_currency,
@@ -223,9 +223,10 @@ def get_history(
         start=start,
         end=end,
         data=[],
-        count=len(frame),
+        count=len(ms),
     )
-    return frame_response(envelope, frame.iloc[offset : offset + limit])
+    page = slice(offset, offset + limit)
+    return columns_response(envelope, names, ms[page], [column[page] for column in columns])
 
 
 @router.get(
