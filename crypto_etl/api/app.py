@@ -1,10 +1,10 @@
 """The REST API's app factory: read-only market data over HTTP, typed and documented (Swagger UI at
 /docs, ReDoc at /redoc).
 
-Served by the entry point at the repository root: `uvicorn api:app --host 0.0.0.0 --port 8000`
-(add `--workers 2` to use two cores). Settings come from the environment
-(crypto_etl.settings.load_settings): DATABASE_URL, API_KEY, CORS_ORIGINS, ETL_INTERVAL_SECONDS,
-VS_CURRENCY, API_CACHE_CHECK_SECONDS.
+Served by the entry point at the repository root: `uvicorn api:app --host 0.0.0.0 --port 8000`,
+or with API_WORKERS processes (default: the CPUs) by `python -m crypto_etl.api.serve`. Settings
+come from the environment (crypto_etl.settings.load_settings): DATABASE_URL, API_KEY,
+CORS_ORIGINS, ETL_INTERVAL_SECONDS, VS_CURRENCY, API_CACHE_CHECK_SECONDS.
 """
 
 from __future__ import annotations

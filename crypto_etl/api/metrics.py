@@ -1,8 +1,9 @@
 """Prometheus metrics: requests and latencies by route template, and the age of the newest data
 (served at /metrics by crypto_etl.api.routes.operations).
 
-With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder before starting so
-that /metrics adds up every worker (prometheus-client's multiprocess mode)."""
+With several uvicorn workers, PROMETHEUS_MULTIPROC_DIR names an empty folder before starting so
+that /metrics adds up every worker (prometheus-client's multiprocess mode); the launcher
+(crypto_etl.api.serve) prepares it."""
 
 from __future__ import annotations
 
