@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -93,7 +94,18 @@ class MarketSnapshot(Base):
     roi_percentage: Mapped[float | None]
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_market_snapshots_last_updated", "last_updated"),)
+    __table_args__ = (
+        # On PostgreSQL the key carries the history's columns (migration 0006): one index serves
+        # a coin's history as an index-only scan.
+        PrimaryKeyConstraint(
+            "coin_id",
+            "vs_currency",
+            "last_updated",
+            name="market_snapshots_pkey",
+            postgresql_include=["current_price", "market_cap", "total_volume"],
+        ),
+        Index("ix_market_snapshots_last_updated", "last_updated"),
+    )
 
 
 class EtlRun(Base):
