@@ -236,3 +236,13 @@ def test_request_key_and_header_parsing():
     assert not accepts_gzip(b"br, deflate")
     assert etag_matches(b'W/"x", "y"', b'"x"')
     assert not etag_matches(b'"y"', b'"x"')
+
+
+def test_large_answers_are_compressed_in_a_thread(client, monkeypatch):
+    monkeypatch.setattr(edge_module, "THREAD_GZIP_BYTES", 0)
+    for path in ("/api/v1/cryptos", "/openapi.json", "/api/v1/cryptos"):
+        plain = client.get(path, headers=IDENTITY).content
+        with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as response:
+            raw = b"".join(response.iter_raw())
+        assert response.headers["content-encoding"] == "gzip"
+        assert gzip.decompress(raw) == plain
