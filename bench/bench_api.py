@@ -203,6 +203,9 @@ def uvicorn(target: str, port: int, workers: int) -> list[str]:
 def start_api(url: str, port: int, workers: int, app_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(app_dir)}
     env.pop("API_KEY", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if workers > 1:  # as python -m crypto_etl.api.serve runs them: metrics shared in a folder
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-api-metrics-")
     server = subprocess.Popen(uvicorn("api:app", port, workers), cwd=app_dir, env=env)
     wait_ready(server, f"http://127.0.0.1:{port}/ready")
     return server
