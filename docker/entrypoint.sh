@@ -2,7 +2,7 @@
 # Entry point of the Crypto ETL image: the first argument names the role of the container.
 #   migrate     create or upgrade the database schema, then exit
 #   app         migrate, then run the pipeline every ETL_INTERVAL_SECONDS (default 300)
-#   api         the REST API on port 8000
+#   api         the REST API on port 8000, API_WORKERS processes (default: the CPUs)
 #   dashboard   the Streamlit dashboard on port 8501
 # Arguments after a role are appended to its command (the last --port wins). Anything else runs as
 # given, e.g. `docker-compose run app python etl.py extract --save_path=/app/data/raw.json`.
@@ -25,7 +25,7 @@ case "$role" in
         ;;
     api)
         shift
-        exec uvicorn api:app --host 0.0.0.0 --port 8000 "$@"
+        exec python -m crypto_etl.api.serve --host 0.0.0.0 --port 8000 "$@"
         ;;
     dashboard)
         shift

@@ -74,8 +74,11 @@ def stubs(tmp_path):
         (["migrate"], ["python etl.py init_db"]),
         (["app"], ["python etl.py init_db", "python etl.py schedule --interval_seconds=300"]),
         ([], ["python etl.py init_db", "python etl.py schedule --interval_seconds=300"]),
-        (["api"], ["uvicorn api:app --host 0.0.0.0 --port 8000"]),
-        (["api", "--port", "9000"], ["uvicorn api:app --host 0.0.0.0 --port 8000 --port 9000"]),
+        (["api"], ["python -m crypto_etl.api.serve --host 0.0.0.0 --port 8000"]),
+        (
+            ["api", "--port", "9000"],
+            ["python -m crypto_etl.api.serve --host 0.0.0.0 --port 8000 --port 9000"],
+        ),
         (
             ["dashboard"],
             [

@@ -115,6 +115,83 @@ def history_features(
     return pd.concat([frame, moving_averages(price, ma_windows)], axis=1)
 
 
+# Bucket lengths in milliseconds of the history intervals: each divides a day, so buckets start at
+# whole multiples from the epoch, as pandas' resample (origin: the first day's midnight) puts them.
+INTERVAL_MS = {"5m": 300_000, "30m": 1_800_000, "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
+
+
+def merge_point_matrix(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """combine_points on arrays: rows (source, epoch seconds, price, market cap, volume) with
+    source 0 for market snapshots and 1 for backfilled points, ordered by time, become epoch
+    milliseconds (int64) and a float matrix (price, market cap, volume): points without a price
+    dropped and, when both sources have points, one point per millisecond, the snapshot's."""
+    sources = matrix[:, 0]
+    both = bool((sources == 0).any() and (sources != 0).any())
+    ms = np.round(matrix[:, 1] * 1000).astype("int64")
+    values = matrix[:, 2:5]
+    priced = ~np.isnan(values[:, 0])
+    ms, values, sources = ms[priced], values[priced], sources[priced]
+    if both:
+        order = np.lexsort((sources, ms))  # by time, snapshots first, else as read
+        ms, values = ms[order], values[order]
+        first = np.ones(len(ms), dtype=bool)
+        first[1:] = ms[1:] != ms[:-1]
+        ms, values = ms[first], values[first]
+    return ms, np.ascontiguousarray(values)
+
+
+def resample_arrays(
+    ms: np.ndarray, values: np.ndarray, interval: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """resample_points on arrays (ascending times): per bucket, the last value of each column
+    that has one, the bucket labelled by its start; buckets without a point left out."""
+    if interval == "raw" or len(ms) == 0:
+        return ms, values
+    try:
+        step = INTERVAL_MS[interval]
+    except KeyError:
+        raise ValueError(
+            f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_MS)}"
+        ) from None
+    buckets = ms // step
+    last = np.ones(len(buckets), dtype=bool)
+    last[:-1] = buckets[1:] != buckets[:-1]
+    labels = buckets[last]
+    out = np.full((len(labels), values.shape[1]), np.nan)
+    for column in range(values.shape[1]):
+        known = np.flatnonzero(~np.isnan(values[:, column]))
+        if len(known) == 0:
+            continue
+        known_buckets = buckets[known]
+        ends = np.ones(len(known), dtype=bool)
+        ends[:-1] = known_buckets[1:] != known_buckets[:-1]
+        rows = np.searchsorted(labels, known_buckets[ends])
+        out[rows, column] = values[known[ends], column]
+    return labels * step, out
+
+
+def history_feature_arrays(
+    ms: np.ndarray, values: np.ndarray, interval: str, ma_windows: Iterable[int]
+) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """history_features on arrays: the column names (after ts), the times in epoch milliseconds
+    and one float array per column, the same numbers history_features gives."""
+    ms, values = resample_arrays(ms, values, interval)
+    price = values[:, 0]
+    previous = np.empty_like(price)
+    previous[:1] = np.nan
+    previous[1:] = price[:-1]
+    ratio = price / previous
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_return = np.log(ratio)
+    names = [*POINT_COLUMNS[1:], "simple_return", "log_return"]
+    columns = [values[:, i] for i in range(values.shape[1])] + [ratio - 1, log_return]
+    prices = pd.Series(price, copy=False)
+    for window in ma_windows:
+        names.append(f"ma_{window}")
+        columns.append(prices.rolling(window=window, min_periods=window).mean().to_numpy())
+    return names, ms, columns
+
+
 def wide_prices(points_by_coin: dict[str, pd.DataFrame], interval: str) -> pd.DataFrame:
     """One price column per coin on a common grid (index ts), from each coin's points."""
     columns = {

@@ -85,6 +85,11 @@ class ResponseCache:
                 self._version = version
         return version
 
+    @property
+    def known_version(self) -> tuple[Any, ...] | None:
+        """The data version last read (None before the first read); no database access."""
+        return self._version
+
     def version(self, session: Session) -> tuple[Any, ...]:
         if self.check_seconds > 0 and self._version is not None:
             return self._version

@@ -4,7 +4,7 @@ response cache, the API key check, the quote currency and the coin id."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, Security
@@ -40,10 +40,18 @@ def make_read_only(engine: Engine) -> Engine:
     return engine
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request on the app's engine; it is rolled back and closed afterwards."""
-    with Session(request.app.state.engine) as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request on the app's engine; it is rolled back and closed afterwards.
+
+    `async`, so that FastAPI runs it inline rather than in the thread pool twice (entering and
+    leaving): making a Session touches no database (the route's thread connects on its first
+    query), and closing one hands its connection back to the pool, where the reset is a no-op
+    for the API's autocommit (PostgreSQL) or file-local (SQLite) connections."""
+    session = Session(request.app.state.engine)
+    try:
         yield session
+    finally:
+        session.close()
 
 
 # Dependencies that do no I/O are `async def`: FastAPI then calls them inline instead of handing

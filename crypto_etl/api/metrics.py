@@ -1,13 +1,14 @@
 """Prometheus metrics: requests and latencies by route template, and the age of the newest data
 (served at /metrics by crypto_etl.api.routes.operations).
 
-With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder before starting so
-that /metrics adds up every worker (prometheus-client's multiprocess mode)."""
+With several uvicorn workers, PROMETHEUS_MULTIPROC_DIR names an empty folder before starting so
+that /metrics adds up every worker (prometheus-client's multiprocess mode); the launcher
+(crypto_etl.api.serve) prepares it."""
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.orm import Session
@@ -49,33 +50,26 @@ ALERT_OPEN = Gauge(
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
-class MetricsMiddleware:
-    """Counts and times every HTTP request under its route template (/api/v1/cryptos/{coin_id}),
-    so the label set stays small whatever the paths asked for."""
+def request_recorder(method: str, route: str, status: int) -> Callable[[float], None]:
+    """Counts and times one kind of request (method, route template, status): the label lookups
+    done once, for answers the edge (crypto_etl.api.edge) serves again and again."""
+    method = method if method in METHODS else "other"
+    counter = REQUESTS.labels(method, route, str(status))
+    histogram = LATENCY.labels(method, route)
 
-    def __init__(self, app) -> None:
-        self.app = app
+    def record(seconds: float) -> None:
+        counter.inc()
+        histogram.observe(seconds)
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
+    return record
 
-        async def send_and_note(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in METHODS else "other"
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count and time one request under its route template (/api/v1/cryptos/{coin_id}), so the
+    label set stays small whatever the paths asked for; "unmatched" when no route matched."""
+    method = method if method in METHODS else "other"
+    REQUESTS.labels(method, route, str(status)).inc()
+    LATENCY.labels(method, route).observe(seconds)
 
 
 def read_open_alerts(session: Session) -> None:

@@ -216,34 +216,27 @@ _compiled_series: dict[tuple[str, str], Any] = {}
 def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.ndarray:
     """The rows of SERIES[name] as a float matrix, oldest first (NULL as NaN).
 
-    On PostgreSQL each column comes back as one array (array_agg) in psycopg's binary format,
-    which the driver parses in C: several times faster than a row object per point when a
-    history has thousands of points. SQLAlchemy compiles the statement (once) and converts the
-    parameters; only the fetch goes to the driver's cursor, as SQLAlchemy has no option for
-    binary results."""
+    On PostgreSQL the rows are fetched in psycopg's binary format (parsed in C, no row objects):
+    SQLAlchemy compiles the statement (once) and converts the parameters; only the fetch goes to
+    the driver's cursor, as SQLAlchemy has no option for binary results."""
     stmt = SERIES[name]
     width = len(stmt.selected_columns)
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "postgresql":
         rows = list(map(tuple, connection.execute(stmt, params).all()))
-        matrix = np.array(rows, dtype="float64").reshape(-1, width)
     else:
         compiled = _compiled_series.get((name, dialect.name))
         if compiled is None:
-            rows = stmt.subquery()
-            arrays = select(*(func.array_agg(c) for c in rows.c))
-            compiled = _compiled_series[name, dialect.name] = arrays.compile(dialect=dialect)
+            compiled = _compiled_series[name, dialect.name] = stmt.compile(dialect=dialect)
         bound = {}
         for key, value in compiled.construct_params(params).items():
             process = compiled.binds[key].type.bind_processor(dialect)
             bound[key] = process(value) if process else value
         with connection.connection.dbapi_connection.cursor(binary=True) as cursor:
             cursor.execute(compiled.string, bound)
-            arrays = cursor.fetchone()
-        if arrays[0] is None:
-            return np.empty((0, width))
-        matrix = np.array(arrays, dtype="float64").T
+            rows = cursor.fetchall()
+    matrix = np.array(rows, dtype="float64").reshape(-1, width)
     time_column = 1 if name == "points" else 0
     return matrix[np.argsort(matrix[:, time_column], kind="stable")]
 
@@ -279,6 +272,16 @@ def history_points(
         if not points.empty:
             result[coin_id] = points
     return result
+
+
+def history_matrix(
+    session: Session, coin_id: str, vs_currency: str, start: datetime, end: datetime
+) -> np.ndarray:
+    """One coin's price points in [start, end] from both tables, unmerged, ordered by time: rows
+    (source, epoch seconds, price, market cap, volume), source 0 for market snapshots and 1 for
+    backfilled price_history (analytics.series.merge_point_matrix merges them)."""
+    params = {"coin_id": coin_id, "vs_currency": vs_currency, "start": start, "end": end}
+    return _float_matrix(session, "points", params)
 
 
 def ohlc_candles(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -98,16 +99,16 @@ class MarketSnapshot(Base):
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        Index("ix_market_snapshots_last_updated", "last_updated"),
-        # One coin's history in a time range as an index-only scan (migration 0003).
-        Index(
-            "ix_market_snapshots_history",
+        # On PostgreSQL the key carries the history's columns (migration 0006): one index serves
+        # a coin's history as an index-only scan.
+        PrimaryKeyConstraint(
             "coin_id",
             "vs_currency",
             "last_updated",
+            name="market_snapshots_pkey",
             postgresql_include=["current_price", "market_cap", "total_volume"],
-            info={"dialects": ("postgresql",)},
-        ).ddl_if(dialect="postgresql"),
+        ),
+        Index("ix_market_snapshots_last_updated", "last_updated"),
     )
 
 

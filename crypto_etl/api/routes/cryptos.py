@@ -25,7 +25,7 @@ from crypto_etl.api.params import (
     Start,
     time_range,
 )
-from crypto_etl.api.responses import cached_response, frame_response
+from crypto_etl.api.responses import cached_response, columns_response, frame_response
 from crypto_etl.api.schemas import (
     CandleList,
     CryptoDetail,
@@ -181,6 +181,7 @@ def get_crypto(
 )
 def get_history(
     session: SessionDep,
+    cache: CacheDep,
     coin_id: CoinId,
     vs_currency: VsCurrency,
     start: Start = None,
@@ -206,14 +207,15 @@ def get_history(
     backfilled price_history, oldest first, resampled to `interval`, with simple and log returns
     and moving averages computed over the whole range before paging."""
     start, end = time_range(start, end)
+    cache.version(session)  # the data this answer is made of, for the edge's ETag
     if interval == "auto":
         interval = series.auto_interval(end - start)
     windows = sorted(set(ma)) if ma else [7, 30]
-    points = queries.history_points(session, [coin_id], vs_currency, start, end).get(coin_id)
-    if points is None:  # no point in the range: an unknown coin is a 404, a known one is empty
+    matrix = queries.history_matrix(session, coin_id, vs_currency, start, end)
+    ms, values = series.merge_point_matrix(matrix)
+    if len(ms) == 0:  # no point in the range: an unknown coin is a 404, a known one is empty
         coin_or_404(session, coin_id)
-        points = series.empty_points()
-    frame = series.history_features(points, interval, windows)
+    names, ms, columns = series.history_feature_arrays(ms, values, interval, windows)
     envelope = History(
         coin_id=coin_id,
         vs_currency=vs_currency,
@@ -221,9 +223,10 @@ def get_history(
         start=start,
         end=end,
         data=[],
-        count=len(frame),
+        count=len(ms),
     )
-    return frame_response(envelope, frame.iloc[offset : offset + limit])
+    page = slice(offset, offset + limit)
+    return columns_response(envelope, names, ms[page], [column[page] for column in columns])
 
 
 @router.get(
@@ -234,6 +237,7 @@ def get_history(
 )
 def get_ohlc(
     session: SessionDep,
+    cache: CacheDep,
     coin_id: CoinId,
     vs_currency: VsCurrency,
     start: Start = None,
@@ -253,6 +257,7 @@ def get_ohlc(
 ) -> Response:
     """Candles of one coin whose close time lies in [start, end], oldest first."""
     start, end = time_range(start, end)
+    cache.version(session)  # the data this answer is made of, for the edge's ETag
     coin_or_404(session, coin_id)
     candles = series.empty_candles()
     used = source
