@@ -1,6 +1,7 @@
-"""The time-series reads on PostgreSQL come packed in one binary value (storage.queries._packed):
-the matrix is the one a row-by-row fetch of the same statement gives, NULL and NaN as NaN, rows
-in the same order, on random data with gaps, missing values and points in both tables."""
+"""The time-series reads on PostgreSQL come packed, one binary value per table
+(storage.queries._packed_statement): the matrix is the one a row-by-row fetch of the same
+statement gives, NULL and NaN as NaN, rows in the same order, on random data with gaps, missing
+values and points in both tables or in one."""
 
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def test_packed_fetch_is_the_row_by_row_matrix(pg_url, seed):
     ranges = [
         (START, START + timedelta(days=3)),
         (START + timedelta(hours=5, microseconds=7), START + timedelta(hours=40)),
+        (START + timedelta(minutes=1), START + timedelta(minutes=59)),  # snapshots only
         (START - timedelta(days=9), START - timedelta(days=1)),  # nothing in range
     ]
     with Session(engine) as session:

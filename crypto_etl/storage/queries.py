@@ -223,12 +223,41 @@ def _packed(compiled_sql: str, width: int) -> str:
     return f"SELECT string_agg({packed}, ''::bytea) FROM ({compiled_sql}) AS q({names})"
 
 
+def _packed_statement(stmt: Select | CompoundSelect, dialect) -> str:
+    """One row of packed values (see _packed): one per SELECT of a UNION ALL whose first
+    column is the constant source number (0, 1, ...), that column left out and restored from
+    the value's position; a single SELECT is one value."""
+    if isinstance(stmt, CompoundSelect):
+        parts = [part.with_only_columns(*list(part.selected_columns)[1:]) for part in stmt.selects]
+    else:
+        parts = [stmt]
+    values = [
+        f"({_packed(part.compile(dialect=dialect).string, len(part.selected_columns))})"
+        for part in parts
+    ]
+    return "SELECT " + ", ".join(values)
+
+
+def _unpacked(values: Sequence[bytes | None], width: int) -> np.ndarray:
+    """The float matrix of the values _packed_statement selects (NULL: no rows)."""
+    if len(values) == 1:
+        return np.frombuffer(values[0] or b"", dtype=">f8").astype("float64").reshape(-1, width)
+    blocks = []
+    for source, value in enumerate(values):
+        rows = np.frombuffer(value or b"", dtype=">f8").reshape(-1, width - 1)
+        block = np.empty((len(rows), width))
+        block[:, 0] = source
+        block[:, 1:] = rows
+        blocks.append(block)
+    return np.concatenate(blocks)
+
+
 def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.ndarray:
     """The rows of SERIES[name] as a float matrix, oldest first (NULL as NaN).
 
-    On PostgreSQL the rows come packed in one binary value (see _packed): SQLAlchemy compiles
-    the statement (once) and converts the parameters; only the fetch goes to the driver's cursor,
-    as SQLAlchemy has no option for binary results."""
+    On PostgreSQL the rows come packed in binary values (see _packed_statement): SQLAlchemy
+    compiles the statement (once) and converts the parameters; only the fetch goes to the
+    driver's cursor, as SQLAlchemy has no option for binary results."""
     stmt = SERIES[name]
     width = len(stmt.selected_columns)
     connection = session.connection()
@@ -239,10 +268,9 @@ def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.nda
     else:
         cached = _compiled_series.get((name, dialect.name))
         if cached is None:
-            compiled = stmt.compile(dialect=dialect)
             cached = _compiled_series[name, dialect.name] = (
-                compiled,
-                _packed(compiled.string, width),
+                stmt.compile(dialect=dialect),
+                _packed_statement(stmt, dialect),
             )
         compiled, packed_sql = cached
         bound = {}
@@ -251,8 +279,7 @@ def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.nda
             bound[key] = process(value) if process else value
         with connection.connection.dbapi_connection.cursor(binary=True) as cursor:
             cursor.execute(packed_sql, bound)
-            packed = cursor.fetchone()[0] or b""  # NULL: no rows
-        matrix = np.frombuffer(packed, dtype=">f8").astype("float64").reshape(-1, width)
+            matrix = _unpacked(cursor.fetchone(), width)
     time_column = 1 if name == "points" else 0
     return matrix[np.argsort(matrix[:, time_column], kind="stable")]
 
