@@ -280,8 +280,10 @@ def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.nda
         with connection.connection.dbapi_connection.cursor(binary=True) as cursor:
             cursor.execute(packed_sql, bound)
             matrix = _unpacked(cursor.fetchone(), width)
-    time_column = 1 if name == "points" else 0
-    return matrix[np.argsort(matrix[:, time_column], kind="stable")]
+    times = matrix[:, 1 if name == "points" else 0]
+    if (times[1:] >= times[:-1]).all():  # as read, oldest first (a stable sort would keep it)
+        return matrix
+    return matrix[np.argsort(times, kind="stable")]
 
 
 def _series_frame(matrix: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
