@@ -21,13 +21,13 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from bench_load import timed_cli_load  # the same timed `etl.py load` as the load benchmark
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -76,19 +76,6 @@ def fresh_database(name: str, layout: str) -> str:
         ]
     log(f"layout {layout}: {'; '.join(indexes)}")
     return url
-
-
-def timed_load(url: str, csv_path: Path) -> float:
-    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, str(ROOT / "etl.py"), "load", f"--csv_path={csv_path}"],
-        env=env,
-        check=True,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - started
 
 
 def history_times(url: str, requests: int) -> tuple[list[float], int, int]:
@@ -159,7 +146,7 @@ def main() -> None:
         order = list(LAYOUTS) if round_ % 2 == 0 else list(reversed(LAYOUTS))
         for revision in order:
             url = fresh_database(args.database, revision)
-            seconds = timed_load(url, csv_path)
+            seconds = timed_cli_load(url, csv_path)
             log(f"layout {revision}: etl.py load {seconds:.1f} s")
             times, rows_read, sizes[revision] = history_times(url, args.history_requests)
             log(f"layout {revision}: history p50 {statistics.median(times):.2f} ms")
