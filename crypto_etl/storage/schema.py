@@ -136,11 +136,25 @@ class EtlRun(Base):
     owner_token: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None]
     lease_expires_at: Mapped[datetime | None]
+    # The orchestrator's run that started this one (migration 0008), e.g. Airflow's
+    # dag_id/run_id/task_id[map_index]; empty for the command line and `schedule`.
+    orchestrator_run_id: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
         Index("ix_etl_runs_started_at", "started_at"),
         Index("ix_etl_runs_status", "status"),
     )
+
+
+class RateLimit(Base):
+    """A call budget shared by every process using the database (migration 0008): the earliest
+    time the next call may start (crypto_etl.storage.rate_limit)."""
+
+    __tablename__ = "rate_limits"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_slot_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class RejectedRow(Base):
