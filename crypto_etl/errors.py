@@ -21,6 +21,11 @@ class InputFileError(ETLError):
     """An input file is missing, empty or malformed."""
 
 
+class MissingPackageError(ETLError):
+    """A package the installed part of the product needs is not installed: a broken install,
+    never bad input. The message names the package and what installs it."""
+
+
 class CoinGeckoError(ETLError):
     """The CoinGecko API refused a request or could not be reached."""
 

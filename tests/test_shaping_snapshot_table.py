@@ -8,13 +8,16 @@ changed, so every other value stays realistic.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from crypto_etl.errors import InputFileError
+from crypto_etl.errors import InputFileError, MissingPackageError
 from crypto_etl.shaping.snapshot_table import (
     CSV_COLUMNS,
     NUMERIC_COLUMNS,
@@ -28,6 +31,7 @@ from crypto_etl.shaping.snapshot_table import (
 from crypto_etl.shaping.validation import validate_snapshots
 
 DATA = Path(__file__).resolve().parent / "data"
+ROOT = DATA.parent.parent
 TOP50 = "coins_markets_usd_top50.json"
 TOP250 = "coins_markets_usd_250.json"
 # A fetch time just after each fixture's newest last_updated.
@@ -651,3 +655,48 @@ def test_csv_round_trip_and_validation_of_100k_rows(tmp_path, frame_100k):
     report = validate_snapshots(back, now=datetime(2023, 7, 30, 9, 30, tzinfo=UTC))
     assert report.passed
     assert report.rejected_count == 0
+
+
+# a missing pyarrow is a broken install, not a malformed file
+
+
+def test_without_pyarrow_reading_a_csv_names_the_missing_package(tmp_path, monkeypatch):
+    path = write_csv(snapshot(load_rows(TOP50)), tmp_path / "snapshot.csv")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
+
+    with pytest.raises(MissingPackageError) as info:
+        read_snapshot_csv(path)
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert "pyarrow is not installed" in message
+    assert "requirements.txt" in message and "requirements-airflow.txt" in message
+    assert "malformed" not in message
+    assert not isinstance(info.value, InputFileError)
+
+
+def test_without_pyarrow_etl_load_exits_1_with_one_line_naming_the_package(tmp_path):
+    write_csv(snapshot(load_rows(TOP50)), tmp_path / "crypto_top_50.csv")
+    # etl.py as a user runs it, in an interpreter where importing pyarrow fails.
+    script = (
+        "import runpy, sys; sys.modules['pyarrow'] = None; sys.modules['pyarrow.csv'] = None; "
+        f"sys.argv = ['etl.py', 'load', '--csv_path=crypto_top_50.csv']; "
+        f"runpy.run_path({str(ROOT / 'etl.py')!r}, run_name='__main__')"
+    )
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'crypto.db'}", "PAGER": "cat"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    assert "pyarrow is not installed" in errors[0]
+    assert "malformed" not in done.stderr

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from crypto_etl.errors import InputFileError, first_line
+from crypto_etl.errors import InputFileError, MissingPackageError, first_line
 
 TEXT_COLUMNS = ("id", "symbol", "name", "image", "roi_currency", "vs_currency")
 TIMESTAMP_COLUMNS = ("ath_date", "atl_date", "last_updated", "snapshot_at")
@@ -228,6 +228,7 @@ def read_snapshot_csv(path: str | Path) -> pd.DataFrame:
     both paths give the same table."""
     path = Path(path)
     header = read_csv_header(path)
+    _require_pyarrow()  # a missing package is a broken install, not a malformed file
     try:
         frame = _read_with_pyarrow(path)
         fast = _one_record_per_line(path, len(frame))
@@ -237,6 +238,19 @@ def read_snapshot_csv(path: str | Path) -> pd.DataFrame:
         frame = _read_as_text(path)
     frame.columns = [str(c).strip() for c in frame.columns]
     return normalise_types(frame.loc[:, list(header)])
+
+
+def _require_pyarrow() -> None:
+    """MissingPackageError when pyarrow cannot be imported: it is part of the ETL core."""
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.csv  # noqa: F401
+    except ImportError as exc:
+        raise MissingPackageError(
+            f"the Python package pyarrow is not installed ({first_line(exc)}); the ETL reads "
+            "snapshot CSVs with it: pip install -r requirements.txt (or requirements-airflow.txt "
+            "on an Airflow worker), or pip install -e . for the ETL core"
+        ) from None
 
 
 def _read_with_pyarrow(path: Path) -> pd.DataFrame:
