@@ -243,7 +243,7 @@ def read_snapshot_csv(path: str | Path) -> pd.DataFrame:
 def _require_pyarrow() -> None:
     """MissingPackageError when pyarrow cannot be imported: it is part of the ETL core."""
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow
         import pyarrow.csv  # noqa: F401
     except ImportError as exc:
         raise MissingPackageError(
