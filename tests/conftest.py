@@ -31,6 +31,7 @@ TABLES = (
     "alerts",
     "anomaly_flags",
     "alert_evaluations",
+    "rate_limits",
 )
 
 
