@@ -82,6 +82,9 @@ class Settings:
     run_heartbeat_seconds: float = 30.0
     run_lease_seconds: float = 120.0
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
+    # Set by an orchestrator, never read from the environment: its run that starts ours (Airflow's
+    # dag_id/run_id/task_id[map_index]), recorded on every etl_runs row (crypto_etl.orchestration).
+    orchestrator_run_id: str | None = None
 
     @property
     def api_key_header(self) -> str:

@@ -494,6 +494,20 @@ def test_runs_newest_first_with_filters(client):
     )
 
 
+def test_runs_name_the_orchestrator_run_that_started_them(seeded_url):
+    airflow_run = "crypto_etl/scheduled__2025-10-28T08:05:00+00:00/backfill_coin[2]"
+    engine = make_engine(seeded_url)
+    with engine.begin() as conn:
+        conn.execute(
+            EtlRun.__table__.update().where(EtlRun.id == 2).values(orchestrator_run_id=airflow_run)
+        )
+    engine.dispose()
+    with _client(seeded_url) as client:
+        body = client.get("/api/v1/runs").json()
+    by_id = {run["id"]: run["orchestrator_run_id"] for run in body["data"]}
+    assert by_id == {3: None, 2: airflow_run, 1: None}
+
+
 def test_rejected_rows_newest_first_with_filters(seeded_url):
     engine = make_engine(seeded_url)
     with engine.begin() as conn:

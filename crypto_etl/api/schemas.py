@@ -277,6 +277,12 @@ class Run(BaseModel):
         description="While running: when the run counts as abandoned unless its process renews "
         "the lease; null once closed",
     )
+    orchestrator_run_id: str | None = Field(
+        None,
+        description="The orchestrator's run that started it (Airflow: "
+        "dag_id/run_id/task_id[map_index]); null for the command line and `schedule`",
+        examples=["crypto_etl/scheduled__2026-11-29T06:00:00+00:00/backfill_coin[3]"],
+    )
 
     def as_of(self, now: datetime) -> Run:
         """The run as it stands at `now`: a `running` run whose lease expired is shown as

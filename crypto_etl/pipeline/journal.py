@@ -83,10 +83,12 @@ def recorded_run(
     source: str | None = None,
     settings: Settings | None = None,
 ) -> Iterator[RunEntry]:
-    """A run recorded in etl_runs from start to end (see the module's docstring)."""
+    """A run recorded in etl_runs from start to end (see the module's docstring), with the
+    orchestrator's run that started it when `settings` name one."""
     terms = lease_terms(settings)
     sweep_dead_runs(engine, terms)
-    entry = RunEntry(start_run(engine, command, vs_currency, source, terms))
+    orchestrated = settings.orchestrator_run_id if settings is not None else None
+    entry = RunEntry(start_run(engine, command, vs_currency, source, terms, orchestrated))
     try:
         with Heartbeat(engine, entry.id, terms):
             yield entry

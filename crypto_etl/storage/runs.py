@@ -31,6 +31,7 @@ from crypto_etl.storage.schema import EtlRun
 
 log = logging.getLogger(__name__)
 ERROR_MESSAGE_MAX_CHARS = 2000
+ORCHESTRATOR_RUN_ID_MAX_CHARS = 500
 DEFAULT_HEARTBEAT_SECONDS = 30.0
 DEFAULT_LEASE_SECONDS = 120.0
 
@@ -70,8 +71,11 @@ def start_run(
     vs_currency: str | None = None,
     source: str | None = None,
     terms: LeaseTerms = LeaseTerms(),
+    orchestrator_run_id: str | None = None,
 ) -> int:
-    """Record a run as started, owned by this process with a fresh lease; returns its id."""
+    """Record a run as started, owned by this process with a fresh lease, and by the
+    orchestrator's run that started it, if any (cut to the column's 500 characters); returns its
+    id."""
     now = _now()
     with engine.begin() as conn:
         result = conn.execute(
@@ -90,6 +94,11 @@ def start_run(
                 owner_token=secrets.token_hex(16),
                 heartbeat_at=now,
                 lease_expires_at=now + terms.lease,
+                orchestrator_run_id=(
+                    orchestrator_run_id[:ORCHESTRATOR_RUN_ID_MAX_CHARS]
+                    if orchestrator_run_id
+                    else None
+                ),
             )
         )
         run_id = int(result.inserted_primary_key[0])
