@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Apache Airflow has a virtualenv of its own: its FastAPI and ours cannot share one (README).
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_PY := $(AIRFLOW_VENV)/bin/python
 
-.PHONY: setup demo demo-offline run test test-engine lint format clean
+.PHONY: setup setup-airflow demo demo-offline run test test-engine test-airflow lint format clean
 
 # The pinned requirements first, then the package itself, editable and without its own (looser)
 # dependency ranges, so that what runs is exactly what requirements*.txt pin.
@@ -19,6 +22,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+# What an Airflow worker installs (requirements-airflow.txt: the ETL core and Airflow, no API or
+# dashboard), plus pytest at the version requirements-dev.txt pins, and the package without deps.
+$(AIRFLOW_VENV)/.installed: requirements-airflow.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_PY) -m pip install --quiet --upgrade pip
+	$(AIRFLOW_PY) -m pip install --quiet -r requirements-airflow.txt $$(grep '^pytest==' requirements-dev.txt)
+	$(AIRFLOW_PY) -m pip install --quiet --no-deps --editable .
+	touch $@
+
+setup-airflow: $(AIRFLOW_VENV)/.installed
+
 demo: setup  ## set up, then run the pipeline once on the embedded SQLite database
 	$(PY) etl.py run
 
@@ -30,8 +44,11 @@ demo-offline: setup  ## no internet: the same, against a local fake CoinGecko se
 run: setup
 	$(PY) etl.py run
 
-test: lint  ## set up, then run the linters and the whole test suite
-	$(PY) -m pytest -q
+test: lint test-airflow  ## set up, then run the linters and the whole test suite
+	$(PY) -m pytest -q -m "not airflow"
+
+test-airflow: setup-airflow  ## only the Airflow DAG's tests, in .venv-airflow (marker airflow)
+	$(AIRFLOW_PY) -m pytest -q -m airflow tests/airflow_dag
 
 test-engine: setup  ## only the Compose test on a real Docker engine (see .ci/run for the engine)
 	$(PY) -m pytest -q -m engine

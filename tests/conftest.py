@@ -7,6 +7,7 @@ no server answers they are skipped with the reason, except under CI (CI=true), w
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -107,3 +108,22 @@ def etl_children():
     runner = ChildRunner()
     yield runner
     runner.close()
+
+
+@pytest.fixture(scope="session")
+def airflow_home():
+    """Apache Airflow configured for the tests (marker `airflow`): a home of its own in a temporary
+    folder, our DAG folder, no example DAGs; set before anything imports Airflow, which reads its
+    configuration once. Skipped with the reason where Airflow is not installed (it has its own
+    virtualenv, .venv-airflow: `make test-airflow`), except under CI (CI=true), where that fails."""
+    home = Path(tempfile.mkdtemp(prefix="crypto-etl-airflow-"))
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "deploy" / "airflow" / "dags")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    try:
+        import airflow  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the Airflow tests in .venv-airflow (make test-airflow): {exc}")
+        pytest.skip("Apache Airflow is not installed here: `make test-airflow` runs these tests")
+    return home

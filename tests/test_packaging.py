@@ -58,16 +58,34 @@ def test_the_etl_core_runs_without_the_api_dashboard_and_chart_libraries(tmp_pat
     )
 
 
-def pins() -> dict[str, str]:
-    """Package name -> pinned version, from requirements.txt and requirements-dev.txt."""
+def pins(*files: str) -> dict[str, str]:
+    """Package name -> pinned version, from `files` (default: requirements.txt,
+    requirements-dev.txt and requirements-airflow.txt)."""
     found = {}
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in files or ("requirements.txt", "requirements-dev.txt", "requirements-airflow.txt"):
         for line in (ROOT / name).read_text().splitlines():
             line = line.split("#")[0].strip()
             if line and not line.startswith("-r"):
                 requirement = Requirement(line)
                 found[canonical(requirement.name)] = str(requirement.specifier).removeprefix("==")
     return found
+
+
+def test_the_airflow_requirements_pin_the_core_as_requirements_txt_and_airflow_3_3_2():
+    airflow, main = pins("requirements-airflow.txt"), pins("requirements.txt")
+    core = [canonical(Requirement(d).name) for d in PYPROJECT["project"]["dependencies"]]
+    assert {name: airflow.get(name) for name in core} == {name: main[name] for name in core}
+    assert airflow["apache-airflow"] == "3.3.2"
+    assert all("==" in line for line in _requirement_lines("requirements-airflow.txt"))
+    # Never our API's FastAPI beside Airflow (its task API fails with it), nor the dashboard.
+    assert airflow["fastapi"] != main["fastapi"]
+    assert not {"streamlit", "plotly", "matplotlib", "prometheus-client"} & set(airflow)
+    assert PYPROJECT["project"]["optional-dependencies"]["airflow"] == ["apache-airflow>=3.3.2"]
+
+
+def _requirement_lines(name: str) -> list[str]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return [line for line in lines if line]
 
 
 def canonical(name: str) -> str:
@@ -93,7 +111,7 @@ def test_the_core_declares_no_api_dashboard_or_chart_library():
     assert core.isdisjoint({canonical(name) for name in OPTIONAL} | {"prometheus-client"})
     assert "pyarrow" in core  # read_snapshot_csv's engine
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert {"api", "dashboard", "charts", "dev"} <= set(extras)
+    assert {"api", "dashboard", "charts", "dev", "airflow"} <= set(extras)
 
 
 def test_the_build_backend_is_pinned():

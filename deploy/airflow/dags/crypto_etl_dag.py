@@ -16,12 +16,10 @@ CoinGecko calls per minute are one budget shared through the database by every t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 
 from airflow.sdk import BaseHook, TriggerRule, Variable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowNotFoundException
-
-from crypto_etl import orchestration
-from crypto_etl.settings import Settings, load_settings
 
 DAG_ID = "crypto_etl"
 DATABASE_CONN_ID = "crypto_etl_db"
@@ -38,9 +36,20 @@ DEFAULT_ARGS = {
 BACKFILL_TIMEOUT = timedelta(minutes=30)  # one coin: up to a year of history at the plan's pace
 
 
-def _settings() -> Settings:
-    """This task's settings: the environment, the Airflow connection and variable over it, and
-    this task run's name for etl_runs."""
+def _steps() -> ModuleType:
+    """The package's task bodies, imported when a task runs: parsing this file (which Airflow does
+    every few seconds) stays free of pandas, SQLAlchemy and the rest."""
+    from crypto_etl import orchestration
+
+    return orchestration
+
+
+def _settings():
+    """This task's settings (crypto_etl.settings.Settings): the environment, the Airflow connection
+    and variable over it, and this task run's name for etl_runs."""
+    from crypto_etl.settings import load_settings
+
+    orchestration = _steps()
     ti = get_current_context()["ti"]
     run = orchestration.orchestrator_run_id(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
     try:
@@ -64,27 +73,27 @@ def _settings() -> Settings:
 def crypto_etl():
     @task
     def snapshot() -> dict:
-        return orchestration.snapshot_task(_settings())
+        return _steps().snapshot_task(_settings())
 
     @task
     def refresh_ohlc() -> dict:
-        return orchestration.ohlc_task(_settings())
+        return _steps().ohlc_task(_settings())
 
     @task
     def list_backfill_coins() -> list[str]:
-        return orchestration.coins_to_backfill(_settings())
+        return _steps().coins_to_backfill(_settings())
 
     @task(execution_timeout=BACKFILL_TIMEOUT)
     def backfill_coin(coin_id: str) -> dict:
-        return orchestration.backfill_coin_task(_settings(), coin_id)
+        return _steps().backfill_coin_task(_settings(), coin_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def detect_gaps() -> dict:
-        return orchestration.gaps_task(_settings())
+        return _steps().gaps_task(_settings())
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def evaluate_alerts() -> dict:
-        return orchestration.alerts_task(_settings())
+        return _steps().alerts_task(_settings())
 
     coins = list_backfill_coins()
     filled = backfill_coin.expand(coin_id=coins)

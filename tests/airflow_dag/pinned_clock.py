@@ -2,8 +2,8 @@
 product (as tests/etl_child.py does for its children), so that two runs against one fake CoinGecko
 ask for the same history windows and get the same rows:
 
-    python tests/airflow/pinned_clock.py 2025-10-28T08:10:00+00:00 etl run
-    python tests/airflow/pinned_clock.py 2025-10-28T08:10:00+00:00 airflow dags test crypto_etl
+    python tests/airflow_dag/pinned_clock.py 2025-10-28T08:10:00+00:00 etl run
+    python tests/airflow_dag/pinned_clock.py 2025-10-28T08:10:00+00:00 airflow dags test crypto_etl
 
 `airflow dags test` runs every task in this process, so the pin holds for the whole DAG.
 """
