@@ -153,5 +153,8 @@ def test_airflow_dags_test_leaves_the_tables_etl_run_and_backfill_leave(
     assert all(name and name.startswith("crypto_etl/manual__") for name in names), names
     tasks = sorted(name.split("/", 2)[2] for name in names)
     assert tasks == sorted(["snapshot", "refresh_ohlc"] + [f"backfill_coin[{i}]" for i in range(3)])
+    # The DAG's CoinGecko calls took their turns from the budget shared through the database.
+    assert query(dag_db, "SELECT name FROM rate_limits") == [("coingecko:keyless",)]
+    assert query(cli_db, "SELECT name FROM rate_limits") == []
     # The alert evaluation ran last and judged the runs.
     assert query(dag_db, "SELECT count(*) FROM alert_evaluations")[0][0] >= 1

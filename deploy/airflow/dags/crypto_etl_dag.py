@@ -38,7 +38,7 @@ BACKFILL_TIMEOUT = timedelta(minutes=30)  # one coin: up to a year of history at
 
 def _steps() -> ModuleType:
     """The package's task bodies, imported when a task runs: parsing this file (which Airflow does
-    every few seconds) stays free of pandas, SQLAlchemy and the rest."""
+    every few seconds) stays free of pandas and the pipeline."""
     from crypto_etl import orchestration
 
     return orchestration
