@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from crypto_etl.clock import utcnow
 from crypto_etl.coingecko.history import backfill_start, reaches_past_a_year
-from crypto_etl.errors import CoinGeckoError, ConfigError
+from crypto_etl.errors import CoinGeckoError, ConfigError, ETLError
 from crypto_etl.pipeline.alerting import check_alerts
 from crypto_etl.pipeline.backfill import backfill, refresh_ohlc
 from crypto_etl.pipeline.backfill_plan import plan_coin
@@ -189,7 +189,7 @@ def alerts_task(settings: Settings) -> dict[str, Any]:
     engine = Database(settings.database_url).engine
     result = check_alerts(settings, engine)
     if result is None:
-        raise ConfigError("the alert conditions could not be evaluated (see the log line above)")
+        raise ETLError("the alert conditions could not be evaluated (the log line above says why)")
     return {
         "opened": len(result.of("opened")),
         "resolved": len(result.of("resolved")),

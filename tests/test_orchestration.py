@@ -14,7 +14,7 @@ from helpers import TOP50_FETCHED_AT, market_rows, query, shifted
 from history_data import NOW, serve_history
 
 from crypto_etl import clock, orchestration
-from crypto_etl.errors import CoinGeckoError, ConfigError
+from crypto_etl.errors import CoinGeckoError, ConfigError, ETLError
 from crypto_etl.settings import Settings
 from crypto_etl.storage.engine import make_engine
 from crypto_etl.storage.runs import finish_run, start_run
@@ -209,3 +209,11 @@ def test_gaps_are_reported_by_the_task_not_raised(pg_url, fake, at_now, tmp_path
 
     assert gaps["gaps"] == 1 and gaps["coins"] == ["bitcoin"]
     assert gaps["fill_command"].startswith("python etl.py backfill --coins=bitcoin")
+
+
+def test_an_alert_evaluation_that_could_not_run_fails_its_task(sqlite_url, monkeypatch, tmp_path):
+    monkeypatch.setattr(orchestration, "check_alerts", lambda settings, engine: None)
+    settings = Settings(database_url=sqlite_url, data_dir=tmp_path / "data")
+
+    with pytest.raises(ETLError, match="could not be evaluated"):
+        orchestration.alerts_task(settings)
