@@ -365,7 +365,7 @@ def test_runs_name_the_orchestrator_run_that_started_them(seeded_url):
             EtlRun.__table__.update().where(EtlRun.id == 2).values(orchestrator_run_id=airflow_run)
         )
     engine.dispose()
-    with _client(seeded_url) as client:
+    with api_client(seeded_url) as client:
         body = client.get("/api/v1/runs").json()
     by_id = {run["id"]: run["orchestrator_run_id"] for run in body["data"]}
     assert by_id == {3: None, 2: airflow_run, 1: None}
