@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import DATA
-from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from crypto_etl.api.app import create_app
 from crypto_etl.settings import Settings
 from crypto_etl.storage.engine import make_engine
 from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
 BTC_UPDATED = datetime(2023, 7, 28, 20, 3, 29, 93000, tzinfo=UTC)
@@ -143,6 +145,11 @@ def seeded_url(db_url):
 
 
 def api_client(url: str, **overrides) -> TestClient:
+    # Imported here: this plugin is loaded for every test, also in .venv-airflow, which has no API.
+    from fastapi.testclient import TestClient
+
+    from crypto_etl.api.app import create_app
+
     return TestClient(create_app(Settings(database_url=url, **overrides)))
 
 
