@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,3 +101,16 @@ def head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+@contextmanager
+def fake_with_history(coins: dict[str, float]) -> Iterator:
+    """A fake CoinGecko serving the top-50 markets as of just before history_data.NOW (so the top
+    coins count as current) and the history of `coins` (id -> value scale) up to NOW."""
+    from fake_coingecko import FakeCoinGecko
+    from history_data import NOW, serve_history
+
+    minutes = int((NOW - TOP50_FETCHED_AT).total_seconds() // 60) - 5
+    with FakeCoinGecko(shifted(market_rows(), minutes)) as server:
+        serve_history(server, coins)
+        yield server

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 from fake_coingecko import FakeCoinGecko
-from helpers import TOP50_FETCHED_AT, market_rows, query, shifted
-from history_data import NOW, serve_history
+from helpers import fake_with_history, query
+from history_data import NOW
 
 from crypto_etl import clock, orchestration
 from crypto_etl.errors import CoinGeckoError, ConfigError, ETLError
@@ -107,9 +107,7 @@ def test_start_run_records_the_orchestrator_run_cut_to_the_column(sqlite_url):
 # -- the tasks against a fake CoinGecko and PostgreSQL ---------------------------------------------
 @pytest.fixture
 def fake():
-    minutes = int((NOW - TOP50_FETCHED_AT).total_seconds() // 60) - 5
-    with FakeCoinGecko(shifted(market_rows(), minutes)) as server:
-        serve_history(server, COINS)
+    with fake_with_history(COINS) as server:
         yield server
 
 

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, _admin_engine
-from fake_coingecko import FakeCoinGecko
-from helpers import TOP50_FETCHED_AT, etl_env, market_rows, query, shifted
-from history_data import NOW, serve_history
+from helpers import etl_env, fake_with_history, query
+from history_data import NOW
 from sqlalchemy import text
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_home")]
@@ -67,9 +66,7 @@ def databases(pg_server_url):
 
 @pytest.fixture
 def fake():
-    minutes = int((NOW - TOP50_FETCHED_AT).total_seconds() // 60) - 5
-    with FakeCoinGecko(shifted(market_rows(), minutes)) as server:
-        serve_history(server, COINS)
+    with fake_with_history(COINS) as server:
         yield server
 
 
