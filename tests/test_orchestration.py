@@ -215,3 +215,29 @@ def test_an_alert_evaluation_that_could_not_run_fails_its_task(sqlite_url, monke
 
     with pytest.raises(ETLError, match="could not be evaluated"):
         orchestration.alerts_task(settings)
+
+
+class OrchestratorTimeout(Exception):
+    """What Airflow raises inside a task at its execution_timeout (AirflowTaskTimeout)."""
+
+
+def test_a_timeout_raised_inside_a_task_closes_its_run_as_failed(pg_url, fake, at_now, tmp_path):
+    from crypto_etl.coingecko.client import CoinGeckoClient
+
+    orchestration.snapshot_task(task_settings(pg_url, fake, "snapshot", tmp_path))
+
+    def times_out(*args, **kwargs):
+        raise OrchestratorTimeout("Timeout, PID: 4242")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CoinGeckoClient, "fetch_market_chart_range", times_out)
+        with pytest.raises(OrchestratorTimeout):
+            orchestration.backfill_coin_task(
+                task_settings(pg_url, fake, "backfill_coin[0]", tmp_path), "bitcoin"
+            )
+
+    assert query(
+        pg_url,
+        "SELECT status, error_message, orchestrator_run_id FROM etl_runs WHERE command = "
+        "'backfill'",
+    ) == [("failed", "Timeout, PID: 4242", f"{RUN}/backfill_coin[0]")]
