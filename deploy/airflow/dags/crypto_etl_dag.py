@@ -33,7 +33,7 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=10),
 }
-BACKFILL_TIMEOUT = timedelta(minutes=30)  # one coin: up to a year of history at the plan's pace
+BACKFILL_TIMEOUT = timedelta(minutes=30)  # one coin: 90 days of history at the plan's pace
 
 
 def _steps() -> ModuleType:
