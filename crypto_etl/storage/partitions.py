@@ -474,7 +474,8 @@ def convert_to_partitioned(
                     now,
                     parent=new_table,
                 )
-            moved = _copy_in_batches(conn, table, new_table, batch_rows)
+                key = _key_columns(conn, table)
+            moved = _copy_in_batches(conn, table, new_table, key, batch_rows)
             with conn.begin():
                 source = table_fingerprint(conn, table)
                 copied = table_fingerprint(conn, new_table)
@@ -504,10 +505,11 @@ def convert_to_partitioned(
     return Conversion(table, False, moved, len(made), seconds, source[1])
 
 
-def _copy_in_batches(conn: Connection, table: str, new_table: str, batch_rows: int) -> int:
-    """Copy every row of `table` into `new_table` in primary-key order, one committed batch of
-    `batch_rows` at a time; returns the rows copied."""
-    key = _key_columns(conn, table)
+def _copy_in_batches(
+    conn: Connection, table: str, new_table: str, key: list[str], batch_rows: int
+) -> int:
+    """Copy every row of `table` into `new_table` in `key` (primary-key) order, one committed
+    batch of `batch_rows` at a time; returns the rows copied."""
     if not key:
         raise DatabaseError(f"{table} has no primary key to copy it by")
     quoted = ", ".join(f'"{c}"' for c in key)
