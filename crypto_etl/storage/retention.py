@@ -122,47 +122,47 @@ def _drop(conn: Connection, table: str, cutoff: datetime, dry_run: bool) -> Tabl
     return done
 
 
-def _hour_end(conn: Connection, alias: str, column: str) -> str:
-    """SQL for the end of the UTC hour holding `alias.column`, on this backend."""
+def _hour(conn: Connection, column: str) -> str:
+    """SQL for the UTC hour holding `column`, on this backend."""
     if conn.dialect.name == "postgresql":
-        return f"date_trunc('hour', {alias}.{column}) + interval '1 hour'"
-    return f"strftime('%Y-%m-%d %H:00:00', {alias}.{column}, '+1 hour')"
+        return f"date_trunc('hour', {column})"
+    return f"strftime('%Y-%m-%d %H', {column})"
 
 
 def _hourly(
     conn: Connection, table: str, end: datetime, since: datetime | None, dry_run: bool
 ) -> TableRetention:
     column = PARTITION_COLUMNS[table]
-    window = f"m.{column} < :end" + ("" if since is None else f" AND m.{column} >= :since")
+    window = f"{column} < :end" + ("" if since is None else f" AND {column} >= :since")
     params = {"end": end} | ({} if since is None else {"since": hour_floor(since)})
-    later_in_hour = (
-        f"EXISTS (SELECT 1 FROM {table} n WHERE n.coin_id = m.coin_id "
-        f"AND n.vs_currency = m.vs_currency AND n.{column} > m.{column} "
-        f"AND n.{column} < {_hour_end(conn, 'm', column)})"
-    )
     binds = [bindparam(name, type_=UTCDateTime()) for name in params]
+    # Each row of the window numbered within its coin, currency and hour, the last one first.
+    granularity = "granularity" if table == "price_history" else "NULL AS granularity"
+    ranked = (
+        f"SELECT coin_id, vs_currency, {column}, {granularity}, row_number() OVER ("
+        f"PARTITION BY coin_id, vs_currency, {_hour(conn, column)} ORDER BY {column} DESC) AS n "
+        f"FROM {table} WHERE {window}"
+    )
+
+    def run(sql: str) -> int:
+        result = conn.execute(text(sql).bindparams(*binds), params)
+        return result.scalar_one() if dry_run else result.rowcount
+
+    key = f"(coin_id, vs_currency, {column})"
     done = TableRetention(table)
     if dry_run:
-        done.rows_removed = conn.execute(
-            text(f"SELECT count(*) FROM {table} m WHERE {window} AND {later_in_hour}").bindparams(
-                *binds
-            ),
-            params,
-        ).scalar_one()
+        done.rows_removed = run(f"SELECT count(*) FROM ({ranked}) r WHERE n > 1")
     else:
-        done.rows_removed = conn.execute(
-            text(f"DELETE FROM {table} AS m WHERE {window} AND {later_in_hour}").bindparams(*binds),
-            params,
-        ).rowcount
-    if table == "price_history":
-        fine = f"{window} AND m.granularity = '5m'"
-        statement = (
-            f"SELECT count(*) FROM {table} m WHERE {fine} AND NOT {later_in_hour}"
-            if dry_run
-            else f"UPDATE {table} AS m SET granularity = '1h' WHERE {fine}"
+        done.rows_removed = run(
+            f"DELETE FROM {table} WHERE {window} AND {key} IN "
+            f"(SELECT coin_id, vs_currency, {column} FROM ({ranked}) r WHERE n > 1)"
         )
-        result = conn.execute(text(statement).bindparams(*binds), params)
-        done.rows_marked_hourly = result.scalar_one() if dry_run else result.rowcount
+    if table == "price_history":
+        if dry_run:
+            marked = f"SELECT count(*) FROM ({ranked}) r WHERE n = 1 AND granularity = '5m'"
+        else:  # only the kept rows are left in the window now
+            marked = f"UPDATE {table} SET granularity = '1h' WHERE {window} AND granularity = '5m'"
+        done.rows_marked_hourly = run(marked)
     return done
 
 
