@@ -78,17 +78,29 @@ def _like(text: str) -> str:
 def latest_snapshots(vs_currency: str, q: str | None = None) -> Select:
     """Each coin's newest snapshot in `vs_currency`, with the coin's symbol, name and image.
 
-    The newest time is looked up per coin (one index probe each, through the primary key), then
-    joined back by primary key: fast on millions of rows, where a GROUP BY would read them all.
+    The newest time is looked up per coin, then joined back by primary key: fast on millions of
+    rows, where a GROUP BY would read them all. `coins.last_seen_at` is the newest `last_updated`
+    a load gave the coin (in any currency), so where a snapshot exists at that time and none
+    after it, that is the newest: two key probes, which on monthly partitions (PostgreSQL prunes
+    them while executing) touch the one month holding it and the months after, however long the
+    history. Only a coin failing that test (another currency, or rows written around the loader)
+    pays for the search over every month (`max`, one probe per partition).
     """
     inner = aliased(MarketSnapshot)
-    newest_time = (
-        select(func.max(inner.last_updated))
-        .where(inner.coin_id == Coin.id, inner.vs_currency == vs_currency)
-        .correlate(Coin)
-        .scalar_subquery()
+    same_coin = and_(inner.coin_id == Coin.id, inner.vs_currency == vs_currency)
+    at_last_seen = select(literal(1)).where(same_coin, inner.last_updated == Coin.last_seen_at)
+    after_last_seen = select(literal(1)).where(same_coin, inner.last_updated > Coin.last_seen_at)
+    searched = select(func.max(inner.last_updated)).where(same_coin).scalar_subquery()
+    newest_time = case(
+        (
+            and_(at_last_seen.exists(), ~after_last_seen.exists()),
+            Coin.last_seen_at,
+        ),
+        else_=searched,
     )
-    coins = select(Coin.id.label("coin_id"), newest_time.label("newest"))
+    coins = select(
+        Coin.id.label("coin_id"), Coin.symbol, Coin.name, Coin.image, newest_time.label("newest")
+    )
     if q:
         pattern = _like(q)
         coins = coins.where(
@@ -98,9 +110,10 @@ def latest_snapshots(vs_currency: str, q: str | None = None) -> Select:
                 func.lower(Coin.name).like(pattern, escape="\\"),
             )
         )
-    newest = coins.subquery("newest")
+    # Materialized: each coin's newest time is computed once, not again inside the join below.
+    newest = coins.cte("newest").prefix_with("MATERIALIZED")
     return (
-        select(*SNAPSHOT_COLUMNS, Coin.symbol, Coin.name, Coin.image)
+        select(*SNAPSHOT_COLUMNS, newest.c.symbol, newest.c.name, newest.c.image)
         .select_from(newest)
         .join(
             MarketSnapshot,
@@ -110,7 +123,6 @@ def latest_snapshots(vs_currency: str, q: str | None = None) -> Select:
                 MarketSnapshot.last_updated == newest.c.newest,
             ),
         )
-        .join(Coin, Coin.id == newest.c.coin_id)
     )
 
 
