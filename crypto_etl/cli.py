@@ -210,7 +210,8 @@ class CryptoETLPipeline:
         if self._database is None:
             from crypto_etl.storage.engine import Database
 
-            self._database = Database(self._config().database_url)
+            settings = self._config()
+            self._database = Database(settings.database_url, settings.partitions_ahead_months)
         return self._database
 
     # -- the snapshot pipeline ---------------------------------------------------------------------
@@ -529,6 +530,86 @@ class CryptoETLPipeline:
         top = _positive_int("limit", limit, 50)
         report = alerts_report(settings, self._db().engine, all, moment, top)
         print(report.format())
+
+    # -- the history store -----------------------------------------------------------------------
+    @command
+    def partition(self, list: bool = False, exact: bool = False, batch_rows: int = 1_000_000):
+        """Convert market_snapshots and price_history to monthly partitions (PostgreSQL only).
+
+        Rows are copied in batches of --batch_rows, checked (count and checksum) and swapped in;
+        loads wait meanwhile. Already partitioned: nothing to do. --list lists each table's
+        partitions with rows (PostgreSQL's estimate; --exact counts them) and size instead.
+        Example: python etl.py partition --batch_rows=500000
+        """
+        from crypto_etl.pipeline.history_store import partition_listing, partition_tables
+
+        settings = self._config()
+        for name, value in (("list", list), ("exact", exact)):
+            if not isinstance(value, bool):
+                raise UsageError(f"--{name} takes no value, got {value!r}")
+        rows = _positive_int("batch_rows", batch_rows, 1_000_000)
+        engine = self._db().engine
+        if list:
+            for table, partitions in partition_listing(engine, exact).items():
+                if not partitions:
+                    print(f"{table}: a plain table (python etl.py partition converts it)")
+                    continue
+                print(f"{table}: {len(partitions)} partitions")
+                for p in partitions:
+                    span = (
+                        "DEFAULT" if p.start is None else f"{p.start:%Y-%m-%d} .. {p.end:%Y-%m-%d}"
+                    )
+                    size = f"{p.total_bytes / 1e6:>10.1f} MB"
+                    print(f"  {p.name:<32} {span:<24} {p.rows:>14,} rows {size}")
+            return
+        done = partition_tables(settings, engine, rows)
+        for c in done.conversions:
+            if c.already_partitioned:
+                print(f"{c.table}: already partitioned, nothing to do")
+            else:
+                print(
+                    f"{c.table}: {c.rows:,} rows moved into {c.partitions} new monthly "
+                    f"partitions in {c.seconds:.1f} s"
+                )
+        if done.run_id is not None:
+            print(f"run {done.run_id}: {done.rows:,} rows moved")
+
+    @command
+    def retention(self, dry_run: bool = False, days: int | None = None, mode: str | None = None):
+        """Drop or downsample history older than RETENTION_DAYS (or --days) days.
+
+        --mode (RETENTION_MODE): drop deletes the older rows of market_snapshots and price_history
+        (whole months of partitions dropped); hourly keeps the last row of each coin and hour.
+        --dry_run counts what would go and changes nothing. Recorded in etl_runs as `retention`.
+        Example: python etl.py retention --days=365 --mode=hourly --dry_run
+        """
+        from crypto_etl.pipeline.history_store import run_retention
+        from crypto_etl.settings import RETENTION_MODES
+
+        settings = self._config()
+        if not isinstance(dry_run, bool):
+            raise UsageError(f"--dry_run takes no value, got {dry_run!r}")
+        if days is None and settings.retention_days is None:
+            raise UsageError("retention is off: set RETENTION_DAYS or pass --days, e.g. --days=365")
+        window = _positive_int("days", days, settings.retention_days or 1)
+        chosen = settings.retention_mode if mode is None else str(mode).strip().lower()
+        if chosen not in RETENTION_MODES:
+            raise UsageError(f"--mode must be drop or hourly, got {mode!r}")
+        done = run_retention(settings, self._db().engine, window, chosen, dry_run)
+        kept = done.retention
+        verb = "would remove" if dry_run else "removed"
+        print(
+            f"retention run {done.run_id} ({chosen}, {window} days, cutoff "
+            f"{kept.cutoff:%Y-%m-%d %H:%M} UTC){' dry run' if dry_run else ''}:"
+        )
+        for t in kept.tables:
+            line = f"  {t.table}: {verb} {t.rows_removed:,} rows"
+            if t.partitions_dropped:
+                names = ", ".join(t.partitions_dropped)
+                line += f", {len(t.partitions_dropped)} partition(s) dropped ({names})"
+            if t.rows_marked_hourly:
+                line += f", {t.rows_marked_hourly:,} points marked 1h"
+            print(line)
 
     @command
     def init_db(self):

@@ -78,6 +78,11 @@ class Settings:
     api_cache_check_seconds: float = 1.0
     run_heartbeat_seconds: float = 30.0
     run_lease_seconds: float = 120.0
+    # History store (README: A history store for billions of rows): months of partitions kept
+    # ready ahead of now, and how long detailed history is kept (None: forever).
+    partitions_ahead_months: int = 2
+    retention_days: int | None = None
+    retention_mode: str = "drop"  # drop, or hourly (downsample to one row per coin and hour)
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
 
     @property
@@ -201,8 +206,25 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         expected_cadence_seconds=_int(env, "ETL_INTERVAL_SECONDS", 300),
         api_cache_check_seconds=_float(env, "API_CACHE_CHECK_SECONDS", 1.0, allow_zero=True),
         **_lease(env),
+        **_history_store(env),
         alerts=alert_settings(env),
     )
+
+
+RETENTION_MODES = ("drop", "hourly")
+
+
+def _history_store(env: Mapping[str, str]) -> dict[str, object]:
+    """PARTITIONS_AHEAD_MONTHS, RETENTION_DAYS (empty or 0: keep everything) and RETENTION_MODE."""
+    days = _int(env, "RETENTION_DAYS", 0, minimum=0)
+    mode = env.get("RETENTION_MODE", "").strip().lower() or "drop"
+    if mode not in RETENTION_MODES:
+        raise ConfigError(f"RETENTION_MODE must be 'drop' or 'hourly', got {mode!r}")
+    return {
+        "partitions_ahead_months": _int(env, "PARTITIONS_AHEAD_MONTHS", 2, minimum=0),
+        "retention_days": days or None,
+        "retention_mode": mode,
+    }
 
 
 def _lease(env: Mapping[str, str]) -> dict[str, float]:

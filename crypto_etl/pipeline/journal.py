@@ -57,6 +57,7 @@ class RunEntry:
     rows_skipped: int | None = None
     source: str | None = None
     error_message: str | None = None
+    details: str | None = None  # JSON text, etl_runs.details
 
     def counts(self) -> dict[str, int | str | None]:
         return {
@@ -65,6 +66,7 @@ class RunEntry:
             "rows_rejected": self.rows_rejected,
             "rows_skipped": self.rows_skipped,
             "source": self.source,
+            "details": self.details,
         }
 
 

@@ -16,6 +16,7 @@ time as its snapshot time.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from crypto_etl.coingecko.client import CoinGeckoClient
 from crypto_etl.errors import DatabaseError, ETLError, first_line, run_id_of
 from crypto_etl.pipeline.alerting import check_alerts
 from crypto_etl.pipeline.backfill import CandleRefresh, keep_candles_current
+from crypto_etl.pipeline.history_store import retention_after_run
 from crypto_etl.pipeline.journal import Cancelled, RunEntry, record_step, recorded_run
 from crypto_etl.pipeline.landing import (
     check_payload,
@@ -236,7 +238,8 @@ def run_snapshot(
     When the database cannot be reached, the snapshot is fetched and kept all the same (pending in
     the landing folder) and the run fails with one `DatabaseError` line saying so; the next run
     that reaches the database loads it. The alert conditions are judged at the end, however the
-    run ended (when the database is down, by the next run that reaches it)."""
+    run ended (when the database is down, by the next run that reaches it); then, when
+    RETENTION_DAYS is set and no stop was asked for, retention is applied as its own run."""
     try:
         return _run_snapshot(settings, database, top_n, vs_currency, should_stop, client)
     finally:
@@ -246,6 +249,9 @@ def run_snapshot(
             engine = None
         if engine is not None:
             check_alerts(settings, engine)
+            stopping = isinstance(sys.exc_info()[1], KeyboardInterrupt | Cancelled)
+            if not stopping and not should_stop():
+                retention_after_run(settings, engine)
 
 
 def _run_snapshot(

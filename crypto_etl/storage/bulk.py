@@ -106,6 +106,7 @@ def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> i
         cursor = conn.connection.driver_connection.cursor()
         stage = f"stage_{table.name}"
         selection = source.stage(cursor, stage, table)
+        _ensure_partitions(conn, cursor, table, source, selection, stage)
         cursor.execute(
             f"INSERT INTO {table.name} ({_quoted(source.columns)}) "
             f"SELECT {', '.join(selection.expressions)} FROM {stage} s "
@@ -123,6 +124,31 @@ def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> i
             conn.execute(stmt, batch)
         return conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
     raise DatabaseError(f"bulk loads support PostgreSQL and SQLite, not {dialect}")
+
+
+def _ensure_partitions(
+    conn: Connection, cursor: Any, table: Table, source: RowSource, selection: Selection, stage: str
+) -> None:
+    """Before staged rows move into a partitioned history table, create the monthly partitions
+    their time range needs (and the months ahead of now), in this transaction and under its write
+    lock, so a row never finds no partition (crypto_etl.storage.partitions)."""
+    from crypto_etl.storage.partitions import (
+        DEFAULT_AHEAD_MONTHS,
+        PARTITION_COLUMNS,
+        ensure_partitions,
+        is_partitioned,
+    )
+
+    column = PARTITION_COLUMNS.get(table.name)
+    if column is None or column not in source.columns or not is_partitioned(conn, table.name):
+        return
+    expression = selection.expressions[list(source.columns).index(column)]
+    cursor.execute(f"SELECT min({expression}), max({expression}) FROM {stage} s")
+    first, last = cursor.fetchone()
+    if first is None:
+        return
+    ahead = conn.get_execution_options().get("partitions_ahead_months", DEFAULT_AHEAD_MONTHS)
+    ensure_partitions(conn, table.name, first, last, ahead)
 
 
 def take_write_lock(conn: Connection, what: str) -> None:

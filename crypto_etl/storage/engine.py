@@ -134,10 +134,13 @@ def has_table(engine: Engine, name: str) -> bool:
 class Database:
     """The pipeline's database, opened on first use: the engine made and the schema migrated once,
     when a command first needs it (so that a step that needs no database still works without
-    one)."""
+    one). `partitions_ahead_months` (PARTITIONS_AHEAD_MONTHS) travels with the engine to the
+    bulk writer, which keeps that many months of partitions ready (crypto_etl.storage.partitions).
+    """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, partitions_ahead_months: int | None = None) -> None:
         self.url = url
+        self.partitions_ahead_months = partitions_ahead_months
         self._engine: Engine | None = None
 
     @classmethod
@@ -153,6 +156,10 @@ class Database:
             from crypto_etl.storage.runs import sweep_dead_runs
 
             engine = make_engine(self.url)
+            if self.partitions_ahead_months is not None:
+                engine = engine.execution_options(
+                    partitions_ahead_months=self.partitions_ahead_months
+                )
             init_db(engine)
             sweep_dead_runs(engine)  # any command first closes runs whose process is gone
             self._engine = engine

@@ -139,6 +139,9 @@ class EtlRun(Base):
     # The orchestrator's run that started this one (migration 0008), e.g. Airflow's
     # dag_id/run_id/task_id[map_index]; empty for the command line and `schedule`.
     orchestrator_run_id: Mapped[str | None] = mapped_column(String(500))
+    # What the run did beyond its counts, as JSON text (migration 0009), e.g. a retention run's
+    # rows removed per table and partitions dropped.
+    details: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_etl_runs_started_at", "started_at"),

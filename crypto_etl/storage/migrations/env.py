@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from crypto_etl.storage.partitions import is_partition_name
 from crypto_etl.storage.schema import Base, on_backend
 
 config = context.config
@@ -25,8 +26,11 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=dialect == "sqlite",
-            # Autogenerate neither adds nor drops an index that exists on another backend only.
-            include_object=lambda item, *_: on_backend(item, dialect),
+            # Autogenerate neither adds nor drops an index that exists on another backend only,
+            # nor a monthly partition of a history table (they are made as data arrives).
+            include_object=lambda item, name, kind, *_: (
+                on_backend(item, dialect) and not (kind == "table" and is_partition_name(name))
+            ),
         )
         with context.begin_transaction():
             context.run_migrations()
