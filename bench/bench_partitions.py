@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -53,9 +52,13 @@ from bench_api import (  # the API served, the history timed and the percentiles
     start_api,
     stop,
 )
-from bench_load import make_url_for, timed_cli_load
+from bench_load import make_url_for
+from sqlalchemy import text
 
+from crypto_etl.settings import load_settings
+from crypto_etl.storage import partitions
 from crypto_etl.storage.engine import init_db, make_engine
+from crypto_etl.storage.snapshots import load_snapshot_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -63,8 +66,7 @@ ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 VARIANTS = ("unpartitioned", "partitioned")
-# The partitioned tables and their partition keys (the product's design: monthly RANGE).
-PARTITION_KEYS = {"market_snapshots": "last_updated", "price_history": "ts"}
+PARTITION_KEYS = partitions.PARTITION_COLUMNS
 STEP_SECONDS = 300
 ROWS_PER_STATEMENT = 1_000_000
 # The newest snapshot is 5 minutes before this; the load sample follows it, in the same month.
@@ -74,25 +76,6 @@ SEED_SOURCE = "bench_partitions seed"
 
 def log(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
-
-
-def month_starts(first: datetime, last: datetime) -> list[datetime]:
-    """The first instant of each UTC month from `first`'s month to `last`'s month."""
-    month = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    months = []
-    while month <= last:
-        months.append(month)
-        month = (month + timedelta(days=32)).replace(day=1)
-    return months
-
-
-def product_partitions():
-    """crypto_etl.storage.partitions when this checkout has it (branch `partitions`), else None."""
-    try:
-        from crypto_etl.storage import partitions
-    except ImportError:
-        return None
-    return partitions
 
 
 # --- schema --------------------------------------------------------------------------------------
@@ -126,64 +109,35 @@ def drop_indexes(conn: psycopg.Connection, table: str, definitions) -> None:
             conn.execute(f"DROP INDEX {name}")
 
 
-def is_partitioned(conn: psycopg.Connection, table: str) -> bool:
-    kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (table,))
-    return kind.fetchone()[0] == "p"
-
-
-def remake_table(conn: psycopg.Connection, table: str, partition_key: str | None) -> None:
-    """`table` (empty) made again with the same columns, defaults, checks and indexes, as a plain
-    table (partition_key None) or RANGE-partitioned on `partition_key` without partitions yet."""
-    definitions = index_definitions(conn, table)
-    conn.execute(f"ALTER TABLE {table} RENAME TO {table}_old")
-    drop_indexes(conn, f"{table}_old", definitions)
-    partitioning = f" PARTITION BY RANGE ({partition_key})" if partition_key else ""
-    conn.execute(
-        f"CREATE TABLE {table} (LIKE {table}_old INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-        + partitioning
-    )
-    conn.execute(f"DROP TABLE {table}_old CASCADE")
-    for _kind, _name, sql in definitions:
-        conn.execute(sql)
-
-
-def own_monthly_partitions(conn: psycopg.Connection, table: str, months: list[datetime]) -> None:
-    """Until the product has crypto_etl.storage.partitions: one partition per month."""
-    for month in months:
-        following = (month + timedelta(days=32)).replace(day=1)
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {table}_p{month:%Y%m} PARTITION OF {table}"
-            f" FOR VALUES FROM ('{month.isoformat()}') TO ('{following.isoformat()}')"
-        )
-
-
 def fresh_database(name: str, variant: str, first: datetime, last: datetime) -> tuple[str, str]:
-    """A new database migrated to the head with the product's migrations, its two time-series
-    tables in `variant`'s layout; returns its URL and where the layout came from."""
+    """A new database migrated to the head with the product's migrations (which partition the
+    empty time-series tables by month) and `variant`'s layout: for `partitioned` the months of
+    [first, last] made by crypto_etl.storage.partitions.ensure_partitions; for `unpartitioned`
+    both tables made again as plain tables with the same columns, keys and indexes (the
+    product's create_partitioned_like and swap_tables, as migration 0009's downgrade does).
+    Returns the URL and where the layout came from."""
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     url = make_url_for(name)
     engine = make_engine(url)
     revision = init_db(engine)
-    partitions = product_partitions()
-    with psycopg.connect(url, autocommit=True) as conn:
-        if variant == "unpartitioned":
-            remade = [t for t in PARTITION_KEYS if is_partitioned(conn, t)]
-            for table in remade:
-                remake_table(conn, table, None)
-            origin = f"migrations to {revision}" + (
-                f", then {' and '.join(remade)} made again as plain tables" if remade else ""
-            )
-        elif partitions is not None and is_partitioned(conn, "market_snapshots"):
+    if not partitions.is_partitioned(engine, "market_snapshots"):
+        raise SystemExit(f"migrating to {revision} left market_snapshots unpartitioned")
+    if variant == "partitioned":
+        for table in PARTITION_KEYS:
+            partitions.ensure_partitions(engine, table, first, last)
+        origin = f"migrations to {revision} + partitions.ensure_partitions for the data's months"
+    else:
+        with engine.begin() as conn:
             for table in PARTITION_KEYS:
-                partitions.ensure_partitions(engine, table, first, last)
-            origin = f"migrations to {revision} + crypto_etl.storage.partitions.ensure_partitions"
-        else:
-            for table, key in PARTITION_KEYS.items():
-                remake_table(conn, table, key)
-                own_monthly_partitions(conn, table, month_starts(first, last))
-            origin = f"migrations to {revision}, then this script's own monthly partitions DDL"
+                partitions.create_partitioned_like(conn, table, f"{table}_plain", partitioned=False)
+                old = partitions.swap_tables(conn, table, f"{table}_plain", old_suffix="_monthly")
+                conn.execute(text(f'DROP TABLE "{old}"'))
+        origin = (
+            f"migrations to {revision}, both tables made again as plain tables by "
+            "partitions.create_partitioned_like(partitioned=False) + swap_tables"
+        )
     engine.dispose()
     log(f"{variant}: {origin}")
     return url, origin
@@ -266,9 +220,11 @@ def sizes(url: str) -> dict:
     """Bytes of each time-series table (heap with TOAST, indexes, total), summed over the
     partitions, and the number of partitions (0: a plain table)."""
     found = {}
+    engine = make_engine(url)
     with psycopg.connect(url) as conn:
         for table in PARTITION_KEYS:
-            if is_partitioned(conn, table):
+            split = partitions.is_partitioned(engine, table)
+            if split:
                 leaves = "SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf"
             else:
                 leaves = "SELECT %s::regclass AS relid"
@@ -281,8 +237,9 @@ def sizes(url: str) -> dict:
                 "heap_bytes": int(heap),
                 "index_bytes": int(indexes),
                 "total_bytes": int(total),
-                "partitions": count if is_partitioned(conn, table) else 0,
+                "partitions": count if split else 0,
             }
+    engine.dispose()
     return found
 
 
@@ -342,7 +299,13 @@ def api_reads(url: str, data: dict, requests: int, summary_rounds: int) -> dict:
             for days in (30, 365):
                 log(f"history of {days} days: {requests} API requests + direct fetches")
                 found = history_against_direct(
-                    client, direct, coin_ids, newest - timedelta(days=days), newest, "auto", requests
+                    client,
+                    direct,
+                    coin_ids,
+                    newest - timedelta(days=days),
+                    newest,
+                    "auto",
+                    requests,
                 )
                 result[f"history_{days}d"] = found
                 log(
@@ -379,13 +342,28 @@ def sample_csv(rows: int, start: datetime) -> Path:
 
 
 def timed_load(url: str, csv_path: Path, rows: int, since: datetime) -> dict:
+    """The product's load of a snapshot CSV (validation, COPY into a staging table, INSERT ...
+    ON CONFLICT DO NOTHING, the coins upserted; one transaction), in this process: what `etl.py
+    load` does without its process start, run journal and the alert check after it."""
+    settings = load_settings(dotenv=False)
+    engine = make_engine(url)
     before = load_average()
-    seconds = timed_cli_load(url, csv_path)
+    began = time.perf_counter()
+    result, _report = load_snapshot_csv(
+        engine,
+        csv_path,
+        None,
+        datetime.now(UTC),
+        stale_after=timedelta(seconds=settings.stale_after_seconds),
+        future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+    )
+    seconds = time.perf_counter() - began
+    engine.dispose()
     with psycopg.connect(url) as conn:
         stored = conn.execute(
             "SELECT count(*) FROM market_snapshots WHERE last_updated >= %s", (since,)
         ).fetchone()[0]
-    assert stored == rows, f"etl.py load stored {stored} of {rows} rows"
+    assert result.loaded == stored == rows, f"loaded {result.loaded}, {stored} stored of {rows}"
     return {"rows": rows, "seconds": seconds, "load_average": [before, load_average()]}
 
 
@@ -440,7 +418,7 @@ def run_variant(args: argparse.Namespace) -> Path:
         record["reads"] = api_reads(url, record["data"], args.history_requests, args.summary_rounds)
         record["load_average"]["after_reads"] = load_average()
         if csv_path is not None:
-            log(f"etl.py load of {args.sample_rows:,} rows into the large table")
+            log(f"loading {args.sample_rows:,} rows into the large table")
             record["load"] = timed_load(url, csv_path, args.sample_rows, sample_start)
             log(f"  {record['load']['seconds']:.1f} s")
         record["finished"] = datetime.now(UTC)
@@ -519,7 +497,11 @@ def report(results: Path) -> str:
         "|---|---:|---:|",
         row("writing the rows (INSERT ... SELECT, indexes dropped)", write_rate),
         row("building the primary key and the last_updated index", build_seconds),
-        row("`etl.py load` of 1,000,000 new rows into the large table", load_rate),
+        row(
+            f"load of {parts['load']['rows']:,} new rows into the large table "
+            "(load_snapshot_csv, in process)",
+            load_rate,
+        ),
         row("history, 30 days (hourly, auto): API p50 / p99 ms", history(30, "api")),
         row("history, 30 days: direct fetch of the rows, p50 / p99 ms", history(30, "direct")),
         row("history, 365 days (daily, auto): API p50 / p99 ms", history(365, "api")),
