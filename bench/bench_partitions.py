@@ -7,8 +7,10 @@ One variant at a time, each on a database of its own that is dropped at the end 
   price_history), one partition `<table>_pYYYYMM` per month of the data.
 
 For each variant:
-1. the schema, then `--coins` coins x `--days` days of 5-minute snapshots (default 800 x 434 days
-   = 100,000,000 rows) written on the server by INSERT ... SELECT from generate_series, coin by
+1. the schema (migration 0009 partitions the empty tables; the plain layout is made again with
+   crypto_etl.storage.partitions.create_partitioned_like(partitioned=False) + swap_tables),
+   then `--coins` coins x `--days` days of 5-minute snapshots (default 800 x 434 days =
+   99,993,600 rows) written on the server by INSERT ... SELECT from generate_series, coin by
    coin in 1,000,000-row statements, with the table's indexes dropped first and built again after
    (`--generate-minutes` caps the writing: the coins written by then are the data, and the other
    variant is then run with that many coins), then VACUUM ANALYZE;
@@ -18,8 +20,11 @@ For each variant:
    nothing comes from a cache) against a direct binary fetch of the same rows, p50 / p99;
    /api/v1/market/summary uncached (a new data version, then top_n 1..50: one cache key each)
    and cached;
-4. `python etl.py load` of a 1,000,000-row snapshot CSV (bench/make_snapshots_csv.py, moved to the
-   days after the data, in the newest month) into the large table: rows per second.
+4. the product's load of a 1,000,000-row snapshot CSV (bench/make_snapshots_csv.py, moved to the
+   days after the data, in the newest month) into the large table, timed in process through
+   crypto_etl.storage.snapshots.load_snapshot_csv: rows per second. (`etl.py load` itself adds
+   the alert check after the load, which judges every point not judged yet: minutes on a database
+   seeded outside the pipeline, and nothing to do with the table's layout.)
 Each variant writes bench/results/partitions-<variant>.json; with both there, the table goes to
 bench/results/partitions.md.
 
