@@ -25,6 +25,8 @@ COMMANDS = (
     "schedule",
     "backfill",
     "gaps",
+    "partition",
+    "retention",
     "init_db",
     "alerts",
 )

@@ -258,6 +258,20 @@ def test_ensure_partitions_is_idempotent_and_keeps_months_ahead(pg_url):
         engine.dispose()
 
 
+def test_the_writer_keeps_partitions_ahead_months_ready(pg_url):
+    from crypto_etl.storage.engine import Database
+    from crypto_etl.storage.partitions import add_months
+
+    engine = Database(pg_url, partitions_ahead_months=5).engine
+    try:
+        point = PricePoint(datetime(2021, 1, 1, tzinfo=UTC), 1.0, None, None, "1d")
+        store_price_points(engine, "bitcoin", "usd", [point], None)
+        ahead = add_months(month_start(datetime.now(UTC)), 5)
+        assert f"price_history_p{ahead:%Y%m}" in names(engine, "price_history")
+    finally:
+        engine.dispose()
+
+
 def test_two_writers_ensuring_the_same_months_at_once_both_succeed(pg_url):
     engine = make_engine(pg_url)
     barrier = threading.Barrier(2)
