@@ -28,8 +28,8 @@ For each variant:
 Each variant writes bench/results/partitions-<variant>.json; with both there, the table goes to
 bench/results/partitions.md.
 
-    flock /work/notes/bench.lock python bench/bench_partitions.py --variant unpartitioned
-    flock /work/notes/bench.lock python bench/bench_partitions.py --variant partitioned --coins 800
+    python bench/bench_partitions.py --variant unpartitioned
+    python bench/bench_partitions.py --variant partitioned --coins 800
     python bench/bench_partitions.py --report          # the table from the two JSON files
     python bench/bench_partitions.py --variant partitioned --coins 20 --days 60   # a quick try
 """
