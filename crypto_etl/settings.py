@@ -64,6 +64,9 @@ class Settings:
     ohlc_top_n: int = 5
     http_timeout_seconds: float = 30.0
     calls_per_minute: float = 10.0
+    # COINGECKO_SHARED_RATE_LIMIT: the calls per minute are one budget for every process using the
+    # database (crypto_etl.pipeline.source), not a limit per process.
+    shared_rate_limit: bool = False
     max_retries: int = 5
     retry_wait_min_seconds: float = 2.0
     retry_wait_max_seconds: float = 60.0
@@ -120,6 +123,29 @@ def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool =
     too_small = value < 0 if allow_zero else not value > 0
     if too_small or value != value or value == float("inf"):
         raise ConfigError(f"{name} must be {expected}, got {raw!r}")
+    return value
+
+
+_SWITCH_VALUES = {
+    "on": True,
+    "true": True,
+    "yes": True,
+    "1": True,
+    "off": False,
+    "false": False,
+    "no": False,
+    "0": False,
+}
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """An on/off setting (also true/false, yes/no, 1/0); empty means `default`."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = _SWITCH_VALUES.get(raw.lower())
+    if value is None:
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
     return value
 
 
@@ -193,6 +219,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         ohlc_top_n=_int(env, "OHLC_TOP_N", 5, minimum=0),
         http_timeout_seconds=_float(env, "HTTP_TIMEOUT_SECONDS", 30.0),
         calls_per_minute=_float(env, "COINGECKO_CALLS_PER_MINUTE", default_cpm),
+        shared_rate_limit=_switch(env, "COINGECKO_SHARED_RATE_LIMIT", False),
         max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),
         retry_wait_min_seconds=wait_min,
         retry_wait_max_seconds=wait_max,

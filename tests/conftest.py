@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+# The API tests' seeded database and its fixtures (seeded_url, client).
+pytest_plugins = ["api_seed"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -31,6 +34,7 @@ TABLES = (
     "alerts",
     "anomaly_flags",
     "alert_evaluations",
+    "rate_limits",
 )
 
 

@@ -2,9 +2,10 @@
 
 It serves /coins/markets (paginated like CoinGecko; it can be told to serve a coin's price some
 times off, a zero market cap, any other field changed, or every row's last_updated stale),
-/coins/{id}/market_chart/range and /coins/{id}/ohlc from in-memory data, records every request,
-and can be told to fail the next requests with given statuses (429 with retry-after, 5xx, 401,
-...) or every request for a coin.
+/coins/{id}/market_chart/range and /coins/{id}/ohlc from in-memory data, records every request
+(and when it arrived, in `request_times`, time.monotonic() seconds), and can be told to fail the
+next requests with given statuses (429 with retry-after, 5xx, 401, ...) or every request for a
+coin.
 With `misbehave_every_other` set it misbehaves on every other request (the 1st, 3rd, 5th, ...),
 cycling through the transient faults CoinGecko and the proxies in front of it produce
 (`FAULT_KINDS`): a body cut short, a 200 that is not JSON, a connection reset mid-body, 5xx, 429 in
@@ -24,6 +25,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from bisect import bisect_left, bisect_right
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -70,6 +72,7 @@ class FakeCoinGecko:
         self.charts: dict[str, dict[str, list]] = {}  # coin -> {prices, market_caps, total_volumes}
         self.ohlc: dict[str, list[list]] = {}  # coin -> [[ms, o, h, l, c], ...] (finest data)
         self.requests: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        self.request_times: list[float] = []  # time.monotonic() at each request's arrival
         self.failures: deque[tuple[int, str, dict[str, str]]] = deque()
         self.unknown_coins_fail_with: int = 404
         self.fail_coins: dict[str, tuple[int, str]] = {}  # coin -> (status, body), every request
@@ -241,8 +244,10 @@ class FakeCoinGecko:
             def do_GET(self) -> None:
                 split = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+                arrived = time.monotonic()
                 with fake._lock:
                     fake.requests.append((split.path, query, dict(self.headers)))
+                    fake.request_times.append(arrived)
                     failure = fake.failures.popleft() if fake.failures else None
                     fault = None
                     if fake.misbehave_every_other and failure is None:
@@ -320,7 +325,6 @@ def main() -> None:
     """
     import argparse
     import sys
-    import time
     from pathlib import Path
 
     parser = argparse.ArgumentParser(description="A local fake of the CoinGecko API v3")

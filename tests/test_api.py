@@ -5,12 +5,18 @@ it, backfilled daily points and stored candles."""
 from __future__ import annotations
 
 import json
-import math
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
-from conftest import DATA
+from api_seed import (
+    API_KEY,
+    END,
+    FETCHED_AT,
+    HOURS,
+    START,
+    api_client,
+    start_run,
+)
 from fastapi.testclient import TestClient
 from helpers import head_revision
 from hypothesis import HealthCheck, given, settings
@@ -29,139 +35,7 @@ from crypto_etl.api.app import create_app
 from crypto_etl.errors import ConfigError
 from crypto_etl.settings import Settings, load_settings
 from crypto_etl.storage.engine import make_engine
-from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
-
-FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
-BTC_UPDATED = datetime(2023, 7, 28, 20, 3, 29, 93000, tzinfo=UTC)
-HOURLY = ("bitcoin", "ethereum", "tether")
-HOURS = 48
-START = "2023-07-01T00:00:00Z"
-END = "2023-07-29T00:00:00Z"
-API_KEY = "s3cret-key"
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _snapshot(raw: dict, run_id: int) -> dict:
-    numbers = {
-        k: float(v) if isinstance(v, int | float) and k != "market_cap_rank" else v
-        for k, v in raw.items()
-    }
-    roi = raw["roi"] or {}
-    return {
-        **{c.key: numbers.get(c.key) for c in MarketSnapshot.__table__.columns},
-        "coin_id": raw["id"],
-        "vs_currency": "usd",
-        "last_updated": _time(raw["last_updated"]),
-        "snapshot_at": FETCHED_AT,
-        "ath_date": _time(raw["ath_date"]),
-        "atl_date": _time(raw["atl_date"]),
-        "roi_times": roi.get("times"),
-        "roi_currency": roi.get("currency"),
-        "roi_percentage": roi.get("percentage"),
-        "run_id": run_id,
-    }
-
-
-def seed(url: str) -> None:
-    markets = json.loads((DATA / "coins_markets_usd_250.json").read_text())
-    engine = make_engine(url)
-    runs = [
-        dict(command="run", status="success", started_at=FETCHED_AT, rows_loaded=250),
-        dict(command="backfill", status="failed", started_at=FETCHED_AT + timedelta(minutes=1)),
-        dict(command="run", status="partial", started_at=FETCHED_AT + timedelta(minutes=2)),
-    ]
-    for run in runs:
-        run.update(
-            finished_at=run["started_at"] + timedelta(seconds=30),
-            vs_currency="usd",
-            rows_extracted=run.get("rows_loaded", 0),
-            rows_loaded=run.get("rows_loaded", 0),
-            rows_rejected=0,
-            rows_skipped=0,
-            error_message="CoinGecko answered 429" if run["status"] == "failed" else None,
-        )
-    snapshots = [_snapshot(raw, run_id=1) for raw in markets]
-    latest = {row["coin_id"]: row for row in snapshots}
-    for coin in HOURLY:
-        base = latest[coin]
-        for hour in range(1, HOURS + 1):
-            factor = 1 + 0.01 * math.sin(hour) * (HOURLY.index(coin) + 1)
-            snapshots.append(
-                {
-                    **base,
-                    "last_updated": base["last_updated"] - timedelta(hours=hour),
-                    "current_price": base["current_price"] * factor,
-                    "market_cap": base["market_cap"] * factor,
-                }
-            )
-    snapshots.append({**latest["bitcoin"], "vs_currency": "eur", "current_price": 26500.0})
-    days = [
-        BTC_UPDATED.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=d)
-        for d in range(3, 28)
-    ]
-    history = [
-        dict(
-            coin_id="bitcoin",
-            vs_currency="usd",
-            ts=day,
-            price=29000.0 + 10 * i,
-            market_cap=5.6e11,
-            total_volume=7e9,
-            granularity="1d",
-            run_id=2,
-        )
-        for i, day in enumerate(sorted(days))
-    ]
-    candles = [
-        dict(
-            coin_id="bitcoin",
-            vs_currency="usd",
-            interval="4h",
-            ts=datetime(2023, 7, 28, 4 * k, tzinfo=UTC),
-            open=29000.0 + k,
-            high=29100.0 + k,
-            low=28900.0 + k,
-            close=29050.0 + k,
-        )
-        for k in range(6)
-    ]
-    coins = [
-        dict(
-            id=raw["id"],
-            symbol=raw["symbol"],
-            name=raw["name"],
-            image=raw["image"],
-            first_seen_at=FETCHED_AT - timedelta(days=30),
-            last_seen_at=FETCHED_AT,
-        )
-        for raw in markets
-    ]
-    with engine.begin() as conn:
-        conn.execute(insert(EtlRun), runs)
-        conn.execute(insert(Coin), coins)
-        conn.execute(insert(MarketSnapshot), snapshots)
-        conn.execute(insert(PriceHistory), history)
-        conn.execute(insert(Ohlc), candles)
-    engine.dispose()
-
-
-@pytest.fixture
-def seeded_url(db_url):
-    seed(db_url)
-    return db_url
-
-
-def _client(url: str, **overrides) -> TestClient:
-    return TestClient(create_app(Settings(database_url=url, **overrides)))
-
-
-@pytest.fixture
-def client(seeded_url):
-    with _client(seeded_url) as client:
-        yield client
+from crypto_etl.storage.schema import EtlRun, RejectedRow
 
 
 def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
@@ -184,7 +58,7 @@ def assert_error(response, status: int, code: str, field: str | None = None) -> 
 
 
 def test_health_touches_no_database():
-    with _client("postgresql://nobody@127.0.0.1:1/none") as client:
+    with api_client("postgresql://nobody@127.0.0.1:1/none") as client:
         response = client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
@@ -205,7 +79,7 @@ def test_ready_when_database_answers(client, db_url):
 def test_ready_503_and_routes_503_when_database_is_down(url, tmp_path):
     if url.startswith("sqlite"):
         url = f"sqlite:///{tmp_path / 'empty.db'}"  # answers, but has no schema
-    with _client(url) as client:
+    with api_client(url) as client:
         assert_error(client.get("/ready"), 503, "database_unavailable")
         assert_error(client.get("/api/v1/cryptos"), 503, "database_unavailable")
         assert client.get("/health").status_code == 200
@@ -275,29 +149,18 @@ def test_list_paging_ordering_and_search(client):
     assert [row["current_price"] for row in eur["data"]] == [26500.0]
 
 
-def _start_run(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(EtlRun).values(
-                command="run", status="running", started_at=FETCHED_AT + timedelta(hours=1)
-            )
-        )
-    engine.dispose()
-
-
 def test_list_answers_from_cache_until_a_run_starts(seeded_url):
-    with _client(seeded_url, api_cache_check_seconds=0) as client:
+    with api_client(seeded_url, api_cache_check_seconds=0) as client:
         assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
         assert client.get("/api/v1/cryptos").headers["x-cache"] == "hit"
-        _start_run(seeded_url)
+        start_run(seeded_url)
         assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
 
 
 def test_cache_check_interval_lets_answers_lag_a_new_run(seeded_url):
-    with _client(seeded_url, api_cache_check_seconds=3600) as client:
+    with api_client(seeded_url, api_cache_check_seconds=3600) as client:
         assert client.get("/api/v1/cryptos").headers["x-cache"] == "miss"
-        _start_run(seeded_url)
+        start_run(seeded_url)
         assert client.get("/api/v1/cryptos").headers["x-cache"] == "hit"
 
 
@@ -512,7 +375,7 @@ def test_rejected_rows_newest_first_with_filters(seeded_url):
                 )
             )
     engine.dispose()
-    with _client(seeded_url) as client:
+    with api_client(seeded_url) as client:
         body = client.get("/api/v1/rejected_rows").json()
         assert body["count"] == 3
         assert [row["coin_id"] for row in body["data"]] == ["coin-2", "coin-1", "coin-0"]
@@ -543,7 +406,7 @@ def test_freshness_reports_age_per_table(client):
 
 
 def test_freshness_of_an_empty_database(sqlite_url):
-    with _client(sqlite_url) as client:
+    with api_client(sqlite_url) as client:
         body = client.get("/api/v1/freshness").json()
         assert all(row["newest"] is None and row["fresh"] in (False, None) for row in body["data"])
         assert client.get("/api/v1/cryptos").json() == {"data": [], "count": 0}
@@ -588,7 +451,7 @@ def test_unexpected_error_uses_the_error_shape(seeded_url, monkeypatch):
 
 
 def test_api_key_guards_api_routes_only(seeded_url):
-    with _client(seeded_url, api_key=API_KEY) as client:
+    with api_client(seeded_url, api_key=API_KEY) as client:
         assert_error(client.get("/api/v1/cryptos"), 401, "unauthorized")
         wrong = client.get("/api/v1/cryptos", headers={"X-API-Key": "nope"})
         assert_error(wrong, 401, "unauthorized")
@@ -608,7 +471,7 @@ def test_api_key_off_by_default(client):
 
 def test_cors_origins_are_configurable(seeded_url):
     origin = "https://dash.example.com"
-    with _client(seeded_url, cors_origins=(origin,)) as client:
+    with api_client(seeded_url, cors_origins=(origin,)) as client:
         allowed = client.get("/api/v1/runs", headers={"Origin": origin})
         assert allowed.headers["access-control-allow-origin"] == origin
         other = client.get("/api/v1/runs", headers={"Origin": "https://evil.example"})
@@ -622,13 +485,13 @@ def test_cors_origins_are_configurable(seeded_url):
             },
         )
         assert preflight.status_code == 200
-    with _client(seeded_url) as client:
+    with api_client(seeded_url) as client:
         plain = client.get("/api/v1/runs", headers={"Origin": origin})
         assert "access-control-allow-origin" not in plain.headers
 
 
 def test_api_never_writes(seeded_url):
-    with _client(seeded_url) as client:
+    with api_client(seeded_url) as client:
         engine = client.app.state.engine
         with Session(engine) as session, pytest.raises(Exception, match=r"(?i)read.only|readonly"):
             session.execute(text("DELETE FROM etl_runs"))

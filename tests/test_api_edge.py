@@ -7,15 +7,12 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from fastapi.testclient import TestClient
+from api_seed import API_KEY, END, START, api_client, start_run
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
-from test_api import API_KEY, END, START, _start_run, seed
 
 from crypto_etl.api import edge as edge_module
-from crypto_etl.api.app import create_app
 from crypto_etl.api.edge import accepts_gzip, etag_matches, request_key
-from crypto_etl.settings import Settings
 
 HISTORY = f"/api/v1/cryptos/bitcoin/history?start={START}&end={END}"
 CACHEABLE = [
@@ -31,22 +28,6 @@ CACHEABLE = [
     f"/api/v1/cryptos/bitcoin/ohlc?start={START}&end={END}",
 ]
 IDENTITY = {"Accept-Encoding": "identity"}
-
-
-@pytest.fixture
-def seeded_url(db_url):
-    seed(db_url)
-    return db_url
-
-
-def _client(url: str, **overrides) -> TestClient:
-    return TestClient(create_app(Settings(database_url=url, **overrides)))
-
-
-@pytest.fixture
-def client(seeded_url):
-    with _client(seeded_url) as client:
-        yield client
 
 
 def _count(route: str, status: str) -> float:
@@ -98,10 +79,10 @@ def test_if_none_match_gets_304_without_body(client, serving):
 
 
 def test_etag_differs_by_request_and_follows_the_data_version(seeded_url):
-    with _client(seeded_url, api_cache_check_seconds=3600) as client:
+    with api_client(seeded_url, api_cache_check_seconds=3600) as client:
         first = client.get("/api/v1/cryptos").headers["etag"]
         assert client.get("/api/v1/cryptos?limit=10").headers["etag"] != first
-        _start_run(seeded_url)
+        start_run(seeded_url)
         assert client.get("/api/v1/cryptos").headers["x-cache"] == "hit"  # within the interval
         cache = client.app.state.cache
         with Session(client.app.state.engine) as session:
@@ -166,7 +147,7 @@ def test_edge_counts_requests_per_route_template(client):
 
 
 def test_edge_checks_the_api_key(seeded_url):
-    with _client(seeded_url, api_key=API_KEY) as client:
+    with api_client(seeded_url, api_key=API_KEY) as client:
         good = {"X-API-Key": API_KEY}
         assert client.get("/api/v1/cryptos", headers=good).headers["x-cache"] == "miss"
         hit = client.get("/api/v1/cryptos", headers=good)
@@ -182,7 +163,7 @@ def test_edge_checks_the_api_key(seeded_url):
 
 def test_answers_without_end_last_no_longer_than_the_check_interval(seeded_url):
     now = [1000.0]
-    with _client(seeded_url, api_cache_check_seconds=5) as client:
+    with api_client(seeded_url, api_cache_check_seconds=5) as client:
         client.app.edge.clock = lambda: now[0]
         path = "/api/v1/cryptos/bitcoin/history?interval=1d"
         first = client.get(path)
@@ -198,12 +179,12 @@ def test_answers_without_end_last_no_longer_than_the_check_interval(seeded_url):
 
 
 def test_no_check_interval_routes_every_request(seeded_url):
-    with _client(seeded_url, api_cache_check_seconds=0) as client:
+    with api_client(seeded_url, api_cache_check_seconds=0) as client:
         first = client.get("/api/v1/cryptos")
         second = client.get("/api/v1/cryptos", headers={"If-None-Match": first.headers["etag"]})
         assert second.status_code == 304
         assert first.headers["cache-control"] == "max-age=0"
-        _start_run(seeded_url)
+        start_run(seeded_url)
         third = client.get("/api/v1/cryptos", headers={"If-None-Match": first.headers["etag"]})
         assert third.status_code == 200
         assert third.headers["x-cache"] == "miss"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_seed import seed
 from conftest import ROOT
-from test_api import seed
 
 from crypto_etl.api.serve import cpu_count, prepare_metrics_dir, worker_count
 

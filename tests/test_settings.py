@@ -7,6 +7,7 @@ Most tests pass `env=` and `dotenv=False`, so the machine's own environment play
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ CONFIG_VARIABLES = (
     "DATA_DIR",
     "STALE_AFTER_SECONDS",
     "FUTURE_TOLERANCE_SECONDS",
+    "COINGECKO_SHARED_RATE_LIMIT",
 )
 
 
@@ -76,6 +78,7 @@ def test_empty_environment_gives_the_documented_defaults():
     assert loaded.top_n == 50
     assert loaded.http_timeout_seconds > 0
     assert loaded.calls_per_minute == 10.0
+    assert loaded.shared_rate_limit is False
     assert loaded.log_level == "INFO"
     assert loaded.log_file is None
     assert loaded.data_dir == Path("data")
@@ -116,6 +119,22 @@ def test_a_key_raises_the_default_pacing():
 
     assert keyed.calls_per_minute > settings().calls_per_minute
     assert paced.calls_per_minute == 5
+
+
+@pytest.mark.parametrize(
+    ("value", "shared"),
+    [
+        *[("on", True), ("ON", True), ("true", True), ("1", True), ("yes", True)],
+        *[("off", False), ("Off", False), ("false", False), ("0", False), ("no", False)],
+    ],
+)
+def test_shared_rate_limit_is_a_switch(value, shared):
+    assert settings(COINGECKO_SHARED_RATE_LIMIT=f" {value} ").shared_rate_limit is shared
+
+
+def test_shared_rate_limit_can_be_turned_on_in_code():
+    """As an orchestrator's DAG does, whatever the environment says."""
+    assert dataclasses.replace(settings(), shared_rate_limit=True).shared_rate_limit is True
 
 
 # Database URL
@@ -238,6 +257,8 @@ def test_explicit_base_url_wins_over_the_pro_host():
         ("OHLC_TOP_N", "many"),
         ("STALE_AFTER_SECONDS", "0"),
         ("FUTURE_TOLERANCE_SECONDS", "-5"),
+        ("COINGECKO_SHARED_RATE_LIMIT", "maybe"),
+        ("COINGECKO_SHARED_RATE_LIMIT", "2"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_variable(name, value):
@@ -261,6 +282,7 @@ def test_invalid_value_raises_config_error_naming_the_variable(name, value):
         ("COINGECKO_BASE_URL", "ftp://x", "http:// or https://"),
         ("VS_CURRENCY", "u s d", "currency code"),
         ("DATABASE_URL", "nonsense", "SQLAlchemy URL"),
+        ("COINGECKO_SHARED_RATE_LIMIT", "maybe", "on or off"),
     ],
 )
 def test_invalid_value_message_says_what_is_expected(name, value, expects):

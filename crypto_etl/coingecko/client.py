@@ -6,6 +6,10 @@ form (status, or a 200 whose JSON body carries error code 429), 5xx, timeouts, r
 connections, an answer cut short, and a 200 whose body is not JSON (a proxy's error page, a CDN
 hiccup). Other 4xx are not retried.
 
+Every attempt, retries included, first waits for its turn from the pacer: by default this
+process's own `IntervalPacer` (COINGECKO_CALLS_PER_MINUTE), or the one given, such as the budget
+shared through the database (crypto_etl.pipeline.source).
+
 Time is injected (`sleep`, `clock`, `wall_clock`, `jitter`) so tests drive retries and pacing
 without waiting.
 """
@@ -24,6 +28,7 @@ from urllib.parse import quote
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from crypto_etl.coingecko.pacing import IntervalPacer, Pacer
 from crypto_etl.errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
 from crypto_etl.settings import Settings
 
@@ -130,6 +135,7 @@ class CoinGeckoClient:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pacer: Pacer | None = None,
     ) -> None:
         self.settings = settings
         self.base_url = settings.coingecko_base_url.rstrip("/")
@@ -139,8 +145,9 @@ class CoinGeckoClient:
         self._clock = clock
         self._jitter = jitter
         self._wall_clock = wall_clock
-        self._min_interval_seconds = 60.0 / settings.calls_per_minute
-        self._last_start: float | None = None
+        if pacer is None:
+            pacer = IntervalPacer(60.0 / settings.calls_per_minute, clock, sleep)
+        self._pace = pacer
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if settings.coingecko_api_key:
             self._headers[settings.api_key_header] = settings.coingecko_api_key
@@ -230,16 +237,6 @@ class CoinGeckoClient:
                 f"CoinGecko answered {path} with {type(body).__name__}, expected a list of candles"
             )
         return body
-
-    def _pace(self) -> None:
-        """Wait until the minimum interval since the previous request start has passed."""
-        now = self._clock()
-        if self._last_start is not None:
-            due = self._last_start + self._min_interval_seconds
-            if now < due:
-                self._sleep(due - now)
-                now = max(self._clock(), due)
-        self._last_start = now
 
     def _attempt(self, path: str, params: dict | None) -> Any:
         self._pace()

@@ -29,6 +29,7 @@ from crypto_etl.pipeline.alerting import check_alerts
 from crypto_etl.pipeline.backfill_plan import TABLES, CoinPlan, plan_coin
 from crypto_etl.pipeline.journal import recorded_run
 from crypto_etl.pipeline.scheduler import sigterm_interrupts
+from crypto_etl.pipeline.source import make_client
 from crypto_etl.run_status import RunStatus
 from crypto_etl.settings import Settings
 from crypto_etl.shaping.history_records import GRANULARITY_SECONDS, Candle, PricePoint
@@ -196,7 +197,7 @@ def run_backfill(
     `start` to `now`. SIGTERM stops it like Ctrl-C does, so its run is recorded as cancelled.
     The alert conditions are judged at the end, however the backfill ended."""
     try:
-        with sigterm_interrupts(), client or CoinGeckoClient(settings) as source:
+        with sigterm_interrupts(), client or make_client(settings, engine) as source:
             if coins is None:
                 coins = [row["id"] for row in source.fetch_markets(top_n, vs_currency)]
                 log.info("backfilling the top %d coins by market cap", len(coins))

@@ -43,6 +43,7 @@ from crypto_etl.pipeline.landing import (
     save_raw,
 )
 from crypto_etl.pipeline.scheduler import StopFlag, run_every
+from crypto_etl.pipeline.source import make_client
 from crypto_etl.run_status import RunStatus
 from crypto_etl.settings import Settings
 from crypto_etl.shaping.snapshot_table import (
@@ -101,7 +102,7 @@ def extract_file(
     client: CoinGeckoClient | None = None,
 ) -> ExtractResult:
     """Fetch the top `top_n` coins by market cap into a raw JSON file, unmodified."""
-    with client or CoinGeckoClient(settings) as source:
+    with client or make_client(settings, database) as source:
         rows = source.fetch_markets(top_n, vs_currency)
     save_raw(rows, path, utcnow(), vs_currency=vs_currency, top_n=top_n)
     run_id = record_step(
@@ -268,7 +269,7 @@ def _run_snapshot(
     csv_path = settings.data_dir / "processed" / f"{name}.csv"
     opened = False
     rows: list[dict[str, Any]] = []
-    with client or CoinGeckoClient(settings) as source:
+    with client or make_client(settings, database) as source:
         try:
             engine = _engine(database)
             caught_up = load_pending(settings, engine)

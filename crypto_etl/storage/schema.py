@@ -151,12 +151,13 @@ class EtlRun(Base):
 
 class RateLimit(Base):
     """A call budget shared by every process using the database (migration 0008): the earliest
-    time the next call may start (crypto_etl.storage.rate_limit)."""
+    time the next call may start, in seconds since the Unix epoch
+    (crypto_etl.storage.rate_limit)."""
 
     __tablename__ = "rate_limits"
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    next_slot_at: Mapped[datetime]
+    next_slot_unix_seconds: Mapped[float]
     updated_at: Mapped[datetime]
 
 

@@ -7,8 +7,10 @@ Create Date: 2026-11-29
 `etl_runs.orchestrator_run_id` names the orchestrator's run that started a run (Airflow's
 `dag_id/run_id/task_id[map_index]`), empty for runs started from the command line or `schedule`.
 `rate_limits` holds one row per shared call budget (for example CoinGecko's calls per minute):
-the time the next call may start, claimed by one conditional UPDATE so that tasks on several
-workers and machines stay within the budget together (crypto_etl.storage.rate_limit).
+the time the next call may start, claimed by one conditional upsert so that tasks on several
+workers and machines stay within the budget together (crypto_etl.storage.rate_limit). That time is
+kept in seconds since the Unix epoch (a double), so that both backends add the interval in SQL at
+full precision (SQLite has no interval arithmetic on its stored datetimes).
 """
 
 from collections.abc import Sequence
@@ -28,7 +30,7 @@ def upgrade() -> None:
     op.create_table(
         "rate_limits",
         sa.Column("name", sa.String(100), primary_key=True),
-        sa.Column("next_slot_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_slot_unix_seconds", sa.Double(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
 

@@ -1,0 +1,163 @@
+"""The API tests' seeded database, shared by test_api*.py: the real 250-coin /coins/markets
+response as one pipeline run, plus hourly snapshots of three coins before it, backfilled daily
+points and stored candles; the fixtures `seeded_url` and `client` (a TestClient of the seeded API),
+registered for every test module by conftest's pytest_plugins."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import DATA
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from crypto_etl.api.app import create_app
+from crypto_etl.settings import Settings
+from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
+
+FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
+BTC_UPDATED = datetime(2023, 7, 28, 20, 3, 29, 93000, tzinfo=UTC)
+HOURLY = ("bitcoin", "ethereum", "tether")
+HOURS = 48
+START = "2023-07-01T00:00:00Z"
+END = "2023-07-29T00:00:00Z"
+API_KEY = "s3cret-key"
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _snapshot(raw: dict, run_id: int) -> dict:
+    numbers = {
+        k: float(v) if isinstance(v, int | float) and k != "market_cap_rank" else v
+        for k, v in raw.items()
+    }
+    roi = raw["roi"] or {}
+    return {
+        **{c.key: numbers.get(c.key) for c in MarketSnapshot.__table__.columns},
+        "coin_id": raw["id"],
+        "vs_currency": "usd",
+        "last_updated": _time(raw["last_updated"]),
+        "snapshot_at": FETCHED_AT,
+        "ath_date": _time(raw["ath_date"]),
+        "atl_date": _time(raw["atl_date"]),
+        "roi_times": roi.get("times"),
+        "roi_currency": roi.get("currency"),
+        "roi_percentage": roi.get("percentage"),
+        "run_id": run_id,
+    }
+
+
+def seed(url: str) -> None:
+    markets = json.loads((DATA / "coins_markets_usd_250.json").read_text())
+    engine = make_engine(url)
+    runs = [
+        dict(command="run", status="success", started_at=FETCHED_AT, rows_loaded=250),
+        dict(command="backfill", status="failed", started_at=FETCHED_AT + timedelta(minutes=1)),
+        dict(command="run", status="partial", started_at=FETCHED_AT + timedelta(minutes=2)),
+    ]
+    for run in runs:
+        run.update(
+            finished_at=run["started_at"] + timedelta(seconds=30),
+            vs_currency="usd",
+            rows_extracted=run.get("rows_loaded", 0),
+            rows_loaded=run.get("rows_loaded", 0),
+            rows_rejected=0,
+            rows_skipped=0,
+            error_message="CoinGecko answered 429" if run["status"] == "failed" else None,
+        )
+    snapshots = [_snapshot(raw, run_id=1) for raw in markets]
+    latest = {row["coin_id"]: row for row in snapshots}
+    for coin in HOURLY:
+        base = latest[coin]
+        for hour in range(1, HOURS + 1):
+            factor = 1 + 0.01 * math.sin(hour) * (HOURLY.index(coin) + 1)
+            snapshots.append(
+                {
+                    **base,
+                    "last_updated": base["last_updated"] - timedelta(hours=hour),
+                    "current_price": base["current_price"] * factor,
+                    "market_cap": base["market_cap"] * factor,
+                }
+            )
+    snapshots.append({**latest["bitcoin"], "vs_currency": "eur", "current_price": 26500.0})
+    days = [
+        BTC_UPDATED.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=d)
+        for d in range(3, 28)
+    ]
+    history = [
+        dict(
+            coin_id="bitcoin",
+            vs_currency="usd",
+            ts=day,
+            price=29000.0 + 10 * i,
+            market_cap=5.6e11,
+            total_volume=7e9,
+            granularity="1d",
+            run_id=2,
+        )
+        for i, day in enumerate(sorted(days))
+    ]
+    candles = [
+        dict(
+            coin_id="bitcoin",
+            vs_currency="usd",
+            interval="4h",
+            ts=datetime(2023, 7, 28, 4 * k, tzinfo=UTC),
+            open=29000.0 + k,
+            high=29100.0 + k,
+            low=28900.0 + k,
+            close=29050.0 + k,
+        )
+        for k in range(6)
+    ]
+    coins = [
+        dict(
+            id=raw["id"],
+            symbol=raw["symbol"],
+            name=raw["name"],
+            image=raw["image"],
+            first_seen_at=FETCHED_AT - timedelta(days=30),
+            last_seen_at=FETCHED_AT,
+        )
+        for raw in markets
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(EtlRun), runs)
+        conn.execute(insert(Coin), coins)
+        conn.execute(insert(MarketSnapshot), snapshots)
+        conn.execute(insert(PriceHistory), history)
+        conn.execute(insert(Ohlc), candles)
+    engine.dispose()
+
+
+@pytest.fixture
+def seeded_url(db_url):
+    seed(db_url)
+    return db_url
+
+
+def api_client(url: str, **overrides) -> TestClient:
+    return TestClient(create_app(Settings(database_url=url, **overrides)))
+
+
+@pytest.fixture
+def client(seeded_url):
+    with api_client(seeded_url) as client:
+        yield client
+
+
+def start_run(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(EtlRun).values(
+                command="run", status="running", started_at=FETCHED_AT + timedelta(hours=1)
+            )
+        )
+    engine.dispose()
