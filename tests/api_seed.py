@@ -17,6 +17,7 @@ from sqlalchemy import insert
 from crypto_etl.api.app import create_app
 from crypto_etl.settings import Settings
 from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.rollup import rebuild
 from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
 
 FETCHED_AT = datetime(2023, 7, 28, 20, 5, tzinfo=UTC)
@@ -133,6 +134,9 @@ def seed(url: str) -> None:
         conn.execute(insert(MarketSnapshot), snapshots)
         conn.execute(insert(PriceHistory), history)
         conn.execute(insert(Ohlc), candles)
+    # Rows written by hand, not through the bulk writer: the hourly rollup is filled after them
+    # (as `python etl.py rollup --rebuild` does), so hourly and daily answers come from it.
+    rebuild(engine)
     engine.dispose()
 
 

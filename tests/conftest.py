@@ -35,6 +35,8 @@ TABLES = (
     "anomaly_flags",
     "alert_evaluations",
     "rate_limits",
+    "history_hourly",
+    "rollup_state",
 )
 
 
