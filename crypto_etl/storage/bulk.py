@@ -141,9 +141,10 @@ def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> i
             if time_column is not None:
                 for record in batch:
                     _widen(spans, (record["coin_id"], record["vs_currency"]), record[time_column])
+        new = conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
         if time_column is not None:
             _refresh_rollup(conn, [(*pair, first, last) for pair, (first, last) in spans.items()])
-        return conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
+        return new
     raise DatabaseError(f"bulk loads support PostgreSQL and SQLite, not {dialect}")
 
 
