@@ -26,6 +26,7 @@ from history_data import NOW, serve_history
 from sqlalchemy import create_engine, inspect, text
 
 from crypto_etl.shaping.snapshot_table import transform_markets, write_csv
+from crypto_etl.storage.partitions import is_partition_name
 
 KILLS = 20
 DATA_TABLES = (
@@ -93,6 +94,17 @@ class Databases:
         self.sqlite = url.startswith("sqlite")
         if self.sqlite:
             self.template = Path(url.removeprefix("sqlite:///"))
+        else:
+            # The monthly partitions there now; those a command creates are dropped again, so
+            # that every attempt starts from the same tables and runs the same statements.
+            self.partitions = self._partitions()
+
+    def _partitions(self) -> set[str]:
+        engine = create_engine(self.url)
+        try:
+            return {t for t in inspect(engine).get_table_names() if is_partition_name(t)}
+        finally:
+            engine.dispose()
 
     def fresh(self) -> Attempt:
         self.count += 1
@@ -103,6 +115,10 @@ class Databases:
             shutil.copyfile(self.template, target)
             return Attempt(f"sqlite:///{target}", cwd)
         engine = create_engine(self.url)
+        made = self._partitions() - self.partitions
+        with engine.begin() as conn:
+            for name in sorted(made):
+                conn.execute(text(f'DROP TABLE "{name}"'))
         tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
         with engine.begin() as conn:  # every table the migrations made, whatever they are
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
