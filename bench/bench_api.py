@@ -98,6 +98,9 @@ def seed(url: str, rows: int, coins: int) -> datetime:
     params = {"coins": coins, "steps": steps, "first": first, "step": STEP_SECONDS}
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE market_snapshots, coins, etl_runs RESTART IDENTITY CASCADE"))
+        if engine.dialect.has_table(conn, "rollup_state"):  # the rows below bypass the rollup
+            conn.execute(text("TRUNCATE history_hourly"))
+            conn.execute(text("UPDATE rollup_state SET complete = false"))
         conn.execute(
             text(
                 """
