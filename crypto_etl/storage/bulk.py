@@ -10,9 +10,11 @@ Snapshots, price history and candles all go through `append_skip_existing`:
 
 What differs between the three is only how rows reach the staging table, which a `RowSource` says:
 `Rows` streams Python tuples with COPY's `write_row`; a snapshot CSV is streamed by the server
-itself (crypto_etl.storage.snapshots). `write_transaction` is the transaction every bulk write runs
-in: database errors leave it as one `DatabaseError` line. Before staged rows move into a table
-partitioned by month, the months they need are created (crypto_etl.storage.partitions).
+itself (crypto_etl.storage.snapshots). `write_transaction` is the transaction every bulk write
+runs in: database errors leave it as one `DatabaseError` line. Before staged rows move into a
+table partitioned by month, the months they need are created (crypto_etl.storage.partitions).
+A write of market_snapshots or price_history also recomputes the hours of the hourly rollup its
+new rows fall in (crypto_etl.storage.rollup), in the same transaction.
 """
 
 from __future__ import annotations
