@@ -1,7 +1,8 @@
 """Benchmark of the REST API on PostgreSQL (a script, not a test).
 
 Seeds a database of its own (default crypto_etl_bench_api) with 10,000,000 market_snapshots rows
-(250 coins, one snapshot every 5 minutes for ~139 days, written by generate_series on the server),
+(250 coins, one snapshot every 5 minutes for ~139 days, written by generate_series on the server)
+and fills the hourly rollup from them (as `python etl.py rollup --rebuild` does),
 starts `uvicorn api:app` as a real process (one worker unless --workers, no access log) and, beside
 it, a bare FastAPI app (bench/bare_app.py) whose async routes return the API's own answers as fixed
 bytes, then measures in the same run:
@@ -97,6 +98,9 @@ def seed(url: str, rows: int, coins: int) -> datetime:
     params = {"coins": coins, "steps": steps, "first": first, "step": STEP_SECONDS}
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE market_snapshots, coins, etl_runs RESTART IDENTITY CASCADE"))
+        if engine.dialect.has_table(conn, "rollup_state"):  # the rows below bypass the rollup
+            conn.execute(text("TRUNCATE history_hourly"))
+            conn.execute(text("UPDATE rollup_state SET complete = false"))
         conn.execute(
             text(
                 """
@@ -171,6 +175,34 @@ def seed(url: str, rows: int, coins: int) -> datetime:
     engine.dispose()
     log(f"seeded in {time.perf_counter() - started:.0f} s")
     return end
+
+
+def fill_rollup(url: str) -> None:
+    """The seed writes its rows with SQL, not through the bulk writer: the hourly rollup
+    (migration 0010) is filled after it, as `python etl.py rollup --rebuild` does, unless it is
+    complete already (or the schema has none)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            complete = conn.execute(
+                text(
+                    "SELECT complete FROM rollup_state WHERE name = 'history_hourly'"
+                    if engine.dialect.has_table(conn, "rollup_state")
+                    else "SELECT true"
+                )
+            ).scalar()
+        if complete:
+            return
+        from crypto_etl.storage.rollup import rebuild
+
+        log("filling the hourly rollup (history_hourly)")
+        started = time.perf_counter()
+        done = rebuild(engine)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE history_hourly"))
+        log(f"  {done.rows:,} hours of {done.pairs} coins in {time.perf_counter() - started:.0f} s")
+    finally:
+        engine.dispose()
 
 
 def free_port() -> int:
@@ -356,6 +388,7 @@ def main() -> None:
         engine.dispose()
     if seeded_rows(url) != args.rows:
         seed(url, args.rows, args.coins)
+    fill_rollup(url)
     engine = create_engine(url)
     with engine.connect() as conn:
         total = conn.execute(text("SELECT count(*) FROM market_snapshots")).scalar_one()

@@ -612,6 +612,29 @@ class CryptoETLPipeline:
             print(line)
 
     @command
+    def rollup(self, rebuild: bool = False):
+        """The hourly rollup (history_hourly) the API answers hourly and daily histories from.
+
+        Every load keeps it current; a database that held history before it existed needs one
+        --rebuild (recorded in etl_runs as `rollup`); until then the API reads the raw rows.
+        Without --rebuild: says whether it is complete.
+        Example: python etl.py rollup --rebuild
+        """
+        from crypto_etl.pipeline.history_store import rebuild_rollup, rollup_status
+
+        settings = self._config()
+        if not isinstance(rebuild, bool):
+            raise UsageError(f"--rebuild takes no value, got {rebuild!r}")
+        engine = self._db().engine
+        if rebuild:
+            done = rebuild_rollup(settings, engine)
+            print(f"rollup run {done.run_id}: {done.rows:,} hours of {done.pairs:,} coins rebuilt")
+            return
+        complete, rows = rollup_status(engine)
+        state = "complete" if complete else "incomplete (python etl.py rollup --rebuild fills it)"
+        print(f"history_hourly: {rows:,} rows, {state}")
+
+    @command
     def init_db(self):
         """Create or upgrade the database schema (Alembic migrations).
 

@@ -16,6 +16,7 @@ from sqlalchemy import insert
 
 from crypto_etl.settings import Settings
 from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.rollup import rebuild
 from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory
 
 if TYPE_CHECKING:
@@ -135,6 +136,9 @@ def seed(url: str) -> None:
         conn.execute(insert(MarketSnapshot), snapshots)
         conn.execute(insert(PriceHistory), history)
         conn.execute(insert(Ohlc), candles)
+    # Rows written by hand, not through the bulk writer: the hourly rollup is filled after them
+    # (as `python etl.py rollup --rebuild` does), so hourly and daily answers come from it.
+    rebuild(engine)
     engine.dispose()
 
 

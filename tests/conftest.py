@@ -36,6 +36,8 @@ TABLES = (
     "anomaly_flags",
     "alert_evaluations",
     "rate_limits",
+    "history_hourly",
+    "rollup_state",
 )
 
 

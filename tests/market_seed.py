@@ -16,6 +16,7 @@ from helpers import market_rows
 from sqlalchemy import insert, select
 
 from crypto_etl.storage.engine import make_engine
+from crypto_etl.storage.rollup import rebuild
 from crypto_etl.storage.schema import (
     Alert,
     AnomalyFlag,
@@ -198,6 +199,7 @@ def seed_market(
             conn.execute(insert(PriceHistory), history)
             conn.execute(insert(Ohlc), candles)
             conn.execute(insert(RejectedRow), rejected)
+        rebuild(engine)  # rows written by hand: the hourly rollup follows them
     finally:
         engine.dispose()
     return {

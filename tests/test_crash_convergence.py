@@ -36,6 +36,7 @@ DATA_TABLES = (
     "price_history",
     "ohlc",
     "history_fetches",
+    "history_hourly",  # the hourly rollup, kept in each write's transaction
 )
 VOLATILE = {"id", "run_id"}  # surrogate keys and the run that wrote a row differ between attempts
 # The phases a kill point is drawn from, a share from each, so that every phase is hit.
@@ -53,9 +54,9 @@ COMMANDS = {
 }
 # The tables each command fills (the others stay empty).
 FILLS = {
-    "run": {"coins", "market_snapshots", "ohlc", "history_fetches"},
-    "load": {"coins", "market_snapshots", "rejected_rows"},
-    "backfill": {"price_history", "ohlc", "history_fetches"},
+    "run": {"coins", "market_snapshots", "ohlc", "history_fetches", "history_hourly"},
+    "load": {"coins", "market_snapshots", "rejected_rows", "history_hourly"},
+    "backfill": {"price_history", "ohlc", "history_fetches", "history_hourly"},
 }
 
 

@@ -27,6 +27,7 @@ COMMANDS = (
     "gaps",
     "partition",
     "retention",
+    "rollup",
     "init_db",
     "alerts",
 )

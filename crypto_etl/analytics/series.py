@@ -201,3 +201,66 @@ def wide_prices(points_by_coin: dict[str, pd.DataFrame], interval: str) -> pd.Da
     if not columns:
         return pd.DataFrame()
     return pd.DataFrame(columns).sort_index()
+
+
+# The hourly rollup (crypto_etl.storage.rollup) holds, per coin, currency and hour, what
+# resample_arrays keeps for that hour from the merged points; 1h and 1d answers are made from it.
+HOUR_MS = INTERVAL_MS["1h"]
+ROLLUP_INTERVALS = ("1h", "1d")
+
+
+def same_source_ties(matrix: np.ndarray) -> np.ndarray:
+    """The epoch milliseconds at which one source has two priced points (timestamps closer than
+    a millisecond). Only there does merge_point_matrix's answer for an hour depend on what else
+    the range holds, so hours with such a tie are never answered from the rollup."""
+    priced = ~np.isnan(matrix[:, 2])
+    sources = matrix[priced, 0]
+    ms = np.round(matrix[priced, 1] * 1000).astype("int64")
+    order = np.lexsort((ms, sources))
+    sources, ms = sources[order], ms[order]
+    tied = (sources[1:] == sources[:-1]) & (ms[1:] == ms[:-1])
+    return np.unique(ms[1:][tied])
+
+
+def hourly_rollup(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rollup's rows from points as storage.queries.history_matrix gives them (both sources,
+    ordered by time): hour starts in epoch milliseconds, the (price, market cap, volume) that
+    resample_arrays keeps for each hour from merge_point_matrix's series, and whether the hour
+    holds a same-source tie (see same_source_ties)."""
+    ms, values = merge_point_matrix(matrix)
+    hours, kept = resample_arrays(ms, values, "1h")
+    tied_hours = same_source_ties(matrix) // HOUR_MS * HOUR_MS
+    return hours, kept, np.isin(hours, tied_hours)
+
+
+def full_hours(start_us: int, end_us: int) -> tuple[int, int] | None:
+    """The hours [first, stop) (epoch milliseconds of hour starts) whose every point lies in
+    [start, end] (epoch microseconds), with a millisecond to spare for the rounding of times to
+    milliseconds; None when there is none."""
+    hour_us = HOUR_MS * 1000
+    first = -(-(start_us + 1000) // hour_us)
+    stop = end_us // hour_us
+    if stop <= first:
+        return None
+    return first * HOUR_MS, stop * HOUR_MS
+
+
+def hourly_points(
+    edges: np.ndarray, rollup: np.ndarray, first_ms: int, stop_ms: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The hourly series of a range: the rollup's rows (epoch seconds, price, market cap, volume,
+    tie flag) for the full hours [first_ms, stop_ms) and, for the partial hours at both ends, the
+    raw points `edges` (as history_matrix gives them, a millisecond past the full hours
+    included) merged and resampled. resample_arrays gives the same answer on it for 1h and 1d as
+    on all the merged points of the range. None when a same-source tie makes the rollup unusable
+    (the caller takes the raw points)."""
+    if (rollup[:, 4] != 0).any() or len(same_source_ties(edges)):
+        return None
+    ms, values = merge_point_matrix(edges)
+    outside = (ms < first_ms) | (ms >= stop_ms)
+    edge_hours, edge_values = resample_arrays(ms[outside], values[outside], "1h")
+    rolled_ms = np.round(rollup[:, 0] * 1000).astype("int64")
+    all_ms = np.concatenate([edge_hours, rolled_ms])
+    all_values = np.concatenate([edge_values, rollup[:, 1:4]])
+    order = np.argsort(all_ms, kind="stable")
+    return all_ms[order], np.ascontiguousarray(all_values[order])

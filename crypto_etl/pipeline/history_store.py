@@ -1,6 +1,7 @@
 """Keeping the history store fit for billions of rows, as journaled steps: converting the history
-tables to monthly partitions (`partition_tables`) and applying retention (`run_retention`, also
-after every snapshot run when RETENTION_DAYS is set). Each records an `etl_runs` row with what it
+tables to monthly partitions (`partition_tables`), applying retention (`run_retention`, also
+after every snapshot run when RETENTION_DAYS is set) and filling the hourly rollup
+(`rebuild_rollup`). Each records an `etl_runs` row with what it
 did (counts in the row columns, the rest as JSON in `details`)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from crypto_etl.clock import utcnow
 from crypto_etl.errors import DatabaseError, ETLError, first_line
 from crypto_etl.pipeline.journal import recorded_run
 from crypto_etl.settings import Settings
+from crypto_etl.storage import rollup
 from crypto_etl.storage.engine import describe
 from crypto_etl.storage.partitions import (
     PARTITION_COLUMNS,
@@ -131,3 +133,30 @@ def retention_after_run(settings: Settings, engine: Engine) -> RetentionRun | No
     except (ETLError, DatabaseError, SQLAlchemyError) as exc:
         log.warning("retention not applied: %s", first_line(exc))
         return None
+
+
+@dataclass(frozen=True)
+class RollupRun:
+    run_id: int
+    pairs: int
+    rows: int
+
+
+def rebuild_rollup(settings: Settings, engine: Engine) -> RollupRun:
+    """Fill the hourly rollup again from both history tables (crypto_etl.storage.rollup), as one
+    `rollup` run; the API answers hourly and daily histories from it once this has finished."""
+    with recorded_run(engine, "rollup", settings=settings) as run:
+
+        def progress(done: int, total: int) -> None:
+            if done % 50 == 0 or done == total:
+                log.info("rollup: %d of %d coins and currencies rebuilt", done, total)
+
+        done = rollup.rebuild(engine, progress=progress)
+        run.rows_loaded = done.rows
+        run.details = json.dumps({"pairs": done.pairs, "rows": done.rows}, sort_keys=True)
+    return RollupRun(run.id, done.pairs, done.rows)
+
+
+def rollup_status(engine: Engine) -> tuple[bool, int]:
+    """Whether the hourly rollup is complete, and its rows."""
+    return rollup.status(engine)

@@ -10,9 +10,11 @@ Snapshots, price history and candles all go through `append_skip_existing`:
 
 What differs between the three is only how rows reach the staging table, which a `RowSource` says:
 `Rows` streams Python tuples with COPY's `write_row`; a snapshot CSV is streamed by the server
-itself (crypto_etl.storage.snapshots). `write_transaction` is the transaction every bulk write runs
-in: database errors leave it as one `DatabaseError` line. Before staged rows move into a table
-partitioned by month, the months they need are created (crypto_etl.storage.partitions).
+itself (crypto_etl.storage.snapshots). `write_transaction` is the transaction every bulk write
+runs in: database errors leave it as one `DatabaseError` line. Before staged rows move into a
+table partitioned by month, the months they need are created (crypto_etl.storage.partitions).
+A write of market_snapshots or price_history also recomputes the hours of the hourly rollup its
+new rows fall in (crypto_etl.storage.rollup), in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +40,8 @@ SQLITE_BATCH_ROWS = 5000
 COPY_BLOCK_BYTES = 1 << 20
 # The PostgreSQL advisory lock every bulk write holds (any constant; "crypto_etl" in ASCII).
 WRITE_LOCK_KEY = 0x63727970746F5F65
+# The tables the hourly rollup is made of (crypto_etl.storage.rollup), with their time column.
+ROLLUP_SOURCES = {"market_snapshots": "last_updated", "price_history": "ts"}
 
 
 @dataclass(frozen=True)
@@ -108,23 +113,66 @@ def append_skip_existing(conn: Connection, table: Table, source: RowSource) -> i
         stage = f"stage_{table.name}"
         selection = source.stage(cursor, stage, table)
         _ensure_partitions(conn, cursor, table, source, selection, stage)
-        cursor.execute(
+        insert_sql = (
             f"INSERT INTO {table.name} ({_quoted(source.columns)}) "
             f"SELECT {', '.join(selection.expressions)} FROM {stage} s "
-            f"ON CONFLICT ({key}) DO NOTHING",
+            f"ON CONFLICT ({key}) DO NOTHING"
+        )
+        time_column = ROLLUP_SOURCES.get(table.name)
+        if time_column is None:
+            cursor.execute(insert_sql, tuple(selection.params))
+            return cursor.rowcount
+        # The new rows' times per coin and currency, for the hourly rollup.
+        cursor.execute(
+            f"WITH new AS ({insert_sql} RETURNING coin_id, vs_currency, {time_column} AS t) "
+            "SELECT coin_id, vs_currency, min(t), max(t), count(*) FROM new GROUP BY 1, 2",
             tuple(selection.params),
         )
-        return cursor.rowcount
+        found = cursor.fetchall()
+        _refresh_rollup(conn, [row[:4] for row in found])
+        return sum(row[4] for row in found)
     if dialect == "sqlite":
         stmt = sqlite_insert(table).on_conflict_do_nothing(
             index_elements=[c.name for c in table.primary_key.columns]
         )
         before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
+        time_column = ROLLUP_SOURCES.get(table.name)
+        spans: dict[tuple[str, str], list[Any]] = {}
         records = iter(source.records())
         while batch := list(islice(records, SQLITE_BATCH_ROWS)):
             conn.execute(stmt, batch)
-        return conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
+            if time_column is not None:
+                for record in batch:
+                    _widen(spans, (record["coin_id"], record["vs_currency"]), record[time_column])
+        new = conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
+        if time_column is not None:
+            _refresh_rollup(conn, [(*pair, first, last) for pair, (first, last) in spans.items()])
+        return new
     raise DatabaseError(f"bulk loads support PostgreSQL and SQLite, not {dialect}")
+
+
+def _widen(spans: dict[tuple[str, str], list[Any]], pair: tuple[str, str], moment: Any) -> None:
+    span = spans.get(pair)
+    if span is None:
+        spans[pair] = [moment, moment]
+    elif moment < span[0]:
+        span[0] = moment
+    elif moment > span[1]:
+        span[1] = moment
+
+
+def _refresh_rollup(conn: Connection, spans: Sequence[Sequence[Any]]) -> None:
+    """Recompute the hourly rollup's hours the written rows fall in (crypto_etl.storage.rollup),
+    in this transaction: (coin id, currency, first time, last time) per coin and currency."""
+    from crypto_etl.storage.rollup import Touched, refresh_hours
+
+    refresh_hours(conn, [Touched(c, v, _utc(first), _utc(last)) for c, v, first, last in spans])
+
+
+def _utc(moment: Any) -> datetime:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _ensure_partitions(
@@ -135,12 +183,12 @@ def _ensure_partitions(
     lock, so a row never finds no partition (crypto_etl.storage.partitions)."""
     from crypto_etl.storage.partitions import (
         DEFAULT_AHEAD_MONTHS,
-        PARTITION_COLUMNS,
+        MONTHLY_TABLES,
         ensure_partitions,
         is_partitioned,
     )
 
-    column = PARTITION_COLUMNS.get(table.name)
+    column = MONTHLY_TABLES.get(table.name)
     if column is None or column not in source.columns or not is_partitioned(conn, table.name):
         return
     expression = selection.expressions[list(source.columns).index(column)]

@@ -33,15 +33,18 @@ from crypto_etl.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
-# The partitioned tables and the column each is partitioned by.
+# The partitioned history tables and the column each is partitioned by.
 PARTITION_COLUMNS = {"market_snapshots": "last_updated", "price_history": "ts"}
+# Every table partitioned by month: the history tables and their hourly rollup (migration 0010,
+# crypto_etl.storage.rollup), which is made partitioned and never converted.
+MONTHLY_TABLES = {**PARTITION_COLUMNS, "history_hourly": "ts"}
 DEFAULT_AHEAD_MONTHS = 2
 # A single write asking for more new months than this holds a timestamp far off (a unit mistake,
 # year 1970 or 9999): refused with one line rather than creating hundreds of empty tables.
 MAX_NEW_PARTITIONS = 600
 DEFAULT_BATCH_ROWS = 1_000_000
 DEFAULT_SUFFIX = "_pdefault"
-_PARTITION_NAME = re.compile(rf"^({'|'.join(PARTITION_COLUMNS)})_p(\d{{6}}|default)$")
+_PARTITION_NAME = re.compile(rf"^({'|'.join(MONTHLY_TABLES)})_p(\d{{6}}|default)$")
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
@@ -107,8 +110,8 @@ def default_partition_name(table: str) -> str:
 
 
 def _check_table(table: str) -> str:
-    if table not in PARTITION_COLUMNS:
-        known = ", ".join(PARTITION_COLUMNS)
+    if table not in MONTHLY_TABLES:
+        known = ", ".join(MONTHLY_TABLES)
         raise DatabaseError(f"{table!r} is not a partitioned history table (those are: {known})")
     return table
 
@@ -181,7 +184,7 @@ def _create_partition(conn: Connection, parent: str, table: str, month: datetime
     name = partition_name(table, month)
     start, end = month, add_months(month, 1)
     bounds = f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-    column = PARTITION_COLUMNS[table]
+    column = MONTHLY_TABLES[table]
     default = _default_partition(conn, parent)
     strays = (
         default is not None

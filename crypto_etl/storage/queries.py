@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import (
     CompoundSelect,
+    Connection,
     Double,
     Select,
     and_,
@@ -29,7 +30,16 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from crypto_etl.analytics import series
 from crypto_etl.run_status import RunStatus
-from crypto_etl.storage.schema import Coin, EtlRun, MarketSnapshot, Ohlc, PriceHistory, RejectedRow
+from crypto_etl.storage.schema import (
+    Coin,
+    EtlRun,
+    HistoryHourly,
+    MarketSnapshot,
+    Ohlc,
+    PriceHistory,
+    RejectedRow,
+    RollupState,
+)
 
 SNAPSHOT_COLUMNS = [c for c in MarketSnapshot.__table__.columns]
 # Sort keys of the list endpoint; ties are broken by coin id so pages are stable.
@@ -188,7 +198,7 @@ def _series_statements() -> dict[str, Select | CompoundSelect]:
     """The time-series reads, written once with named parameters (coin_id, vs_currency, start,
     end, interval) so each is compiled once per dialect. Each selects epoch_seconds(time) first,
     then numbers only."""
-    m, h, o = MarketSnapshot, PriceHistory, Ohlc
+    m, h, o, r = MarketSnapshot, PriceHistory, Ohlc, HistoryHourly
     coin, vs = bindparam("coin_id"), bindparam("vs_currency")
     start, end = bindparam("start"), bindparam("end")
     return {
@@ -211,6 +221,14 @@ def _series_statements() -> dict[str, Select | CompoundSelect]:
             o.interval == bindparam("interval"),
             o.ts.between(start, end),
         ),
+        # the rollup's hours in [start, end), the tie flag as 1.0 (crypto_etl.storage.rollup)
+        "hourly": select(
+            epoch_seconds(r.ts),
+            r.price,
+            r.market_cap,
+            r.total_volume,
+            case((r.ms_ties, 1.0), else_=0.0),
+        ).where(r.coin_id == coin, r.vs_currency == vs, r.ts >= start, r.ts < end),
         "snapshot_24h": select(
             epoch_seconds(m.last_updated),
             m.current_price,
@@ -264,7 +282,7 @@ def _unpacked(values: Sequence[bytes | None], width: int) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.ndarray:
+def _float_matrix(session: Session | Connection, name: str, params: dict[str, Any]) -> np.ndarray:
     """The rows of SERIES[name] as a float matrix, oldest first (NULL as NaN).
 
     On PostgreSQL the rows come packed in binary values (see _packed_statement): SQLAlchemy
@@ -272,7 +290,7 @@ def _float_matrix(session: Session, name: str, params: dict[str, Any]) -> np.nda
     driver's cursor, as SQLAlchemy has no option for binary results."""
     stmt = SERIES[name]
     width = len(stmt.selected_columns)
-    connection = session.connection()
+    connection = session if isinstance(session, Connection) else session.connection()
     dialect = connection.dialect
     if dialect.name != "postgresql":
         rows = list(map(tuple, connection.execute(stmt, params).all()))
@@ -339,6 +357,29 @@ def history_matrix(
     backfilled price_history (analytics.series.merge_point_matrix merges them)."""
     params = {"coin_id": coin_id, "vs_currency": vs_currency, "start": start, "end": end}
     return _float_matrix(session, "points", params)
+
+
+def points_matrix(
+    conn: Connection, coin_id: str, vs_currency: str, start: datetime, end: datetime
+) -> np.ndarray:
+    """history_matrix on a Connection (a writer's transaction: crypto_etl.storage.rollup)."""
+    params = {"coin_id": coin_id, "vs_currency": vs_currency, "start": start, "end": end}
+    return _float_matrix(conn, "points", params)
+
+
+def rollup_complete(session: Session) -> bool:
+    """Whether the hourly rollup holds every hour of the history (rollup_state)."""
+    stmt = select(RollupState.complete).where(RollupState.name == HistoryHourly.__tablename__)
+    return bool(session.execute(stmt).scalar())
+
+
+def hourly_matrix(
+    session: Session, coin_id: str, vs_currency: str, start: datetime, end: datetime
+) -> np.ndarray:
+    """One coin's rollup hours in [start, end), oldest first: rows (epoch seconds of the hour's
+    start, price, market cap, volume, 1.0 where the hour has a same-source tie else 0.0)."""
+    params = {"coin_id": coin_id, "vs_currency": vs_currency, "start": start, "end": end}
+    return _float_matrix(session, "hourly", params)
 
 
 def ohlc_candles(

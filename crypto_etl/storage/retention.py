@@ -11,7 +11,9 @@ cutoff are dropped, or downsampled to one row per coin, currency and hour.
   the hours a previous application has not seen yet.
 
 Each table is handled in one transaction under the writers' lock (crypto_etl.storage.bulk), so a
-load never meets a half-applied retention.
+load never meets a half-applied retention. The hourly rollup (crypto_etl.storage.rollup) follows in
+the same transaction: a drop deletes its older hours and recomputes the hour holding the cutoff;
+hourly recomputes the hours it thinned from the rows kept.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text
 
+from crypto_etl.storage import rollup
 from crypto_etl.storage.bulk import write_transaction
 from crypto_etl.storage.partitions import PARTITION_COLUMNS, is_partitioned, list_partitions
-from crypto_etl.storage.schema import EtlRun, MarketSnapshot, PriceHistory, UTCDateTime
+from crypto_etl.storage.schema import (
+    EtlRun,
+    HistoryHourly,
+    MarketSnapshot,
+    PriceHistory,
+    UTCDateTime,
+)
 
 MODELS = {"market_snapshots": MarketSnapshot, "price_history": PriceHistory}
 
@@ -94,9 +103,39 @@ def apply_retention(
         with opened as conn:
             if mode == "drop":
                 tables.append(_drop(conn, table, cutoff, dry_run))
+                if not dry_run:
+                    _drop_rollup(conn, cutoff)
             else:
                 tables.append(_hourly(conn, table, hour_floor(cutoff), since, dry_run))
+                if not dry_run and tables[-1].rows_removed:
+                    first = hour_floor(since) if since is not None else _oldest(conn)
+                    if first is not None:
+                        rollup.refresh_range(conn, first, hour_floor(cutoff))
     return Retention(mode, cutoff, dry_run, tables)
+
+
+def _drop_rollup(conn: Connection, cutoff: datetime) -> None:
+    """Keep the hourly rollup in step with a drop at `cutoff`: its months entirely older go
+    whole, its older hours are deleted, and the hour holding the cutoff is recomputed from the
+    rows left (crypto_etl.storage.rollup)."""
+    table = rollup.TABLE
+    if is_partitioned(conn, table):
+        for partition in list_partitions(conn, table):
+            if partition.end is not None and partition.end <= cutoff:
+                conn.execute(text(f'DROP TABLE "{partition.name}"'))
+    rollup.delete_before(conn, hour_floor(cutoff))
+    rollup.refresh_range(conn, hour_floor(cutoff), cutoff)
+
+
+def _oldest(conn: Connection) -> datetime | None:
+    """The oldest hour of the history and its rollup (where an hourly retention without
+    `since` starts)."""
+    found = [
+        conn.execute(select(func.min(column))).scalar()
+        for column in (MarketSnapshot.last_updated, PriceHistory.ts, HistoryHourly.ts)
+    ]
+    found = [moment for moment in found if moment is not None]
+    return hour_floor(min(found)) - timedelta(hours=1) if found else None
 
 
 def _drop(conn: Connection, table: str, cutoff: datetime, dry_run: bool) -> TableRetention:

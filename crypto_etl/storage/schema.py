@@ -11,6 +11,7 @@ from typing import ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -194,6 +195,36 @@ class PriceHistory(Base):
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_price_history_ts", "ts"),)
+
+
+class HistoryHourly(Base):
+    """The hourly rollup of market_snapshots and price_history (migration 0010): per coin,
+    currency and UTC hour (`ts`, the hour's start) the point the history API keeps for that hour
+    from the two tables' merged points. Kept in step by every bulk write of either table
+    (crypto_etl.storage.rollup); `ms_ties` marks an hour where one table has two points within a
+    millisecond, which the API answers from the raw rows. Monthly partitions on PostgreSQL."""
+
+    __tablename__ = "history_hourly"
+
+    coin_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    vs_currency: Mapped[str] = mapped_column(String(20), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)
+    price: Mapped[float]
+    market_cap: Mapped[float | None]
+    total_volume: Mapped[float | None]
+    ms_ties: Mapped[bool] = mapped_column(Boolean)
+
+
+class RollupState(Base):
+    """Whether a rollup holds every hour of the data (migration 0010): false on a database that
+    held history before the rollup existed, until `python etl.py rollup --rebuild` has filled it;
+    the API answers from the raw rows meanwhile."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime]
 
 
 class Ohlc(Base):

@@ -6,8 +6,10 @@ Fixed paths (/cryptos/top10_market_cap, /cryptos/market_cap_vs_volume) are decla
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import Field
 
@@ -39,6 +41,7 @@ from crypto_etl.api.schemas import (
     TopMarketCapList,
 )
 from crypto_etl.storage import queries
+from crypto_etl.storage.rollup import MARGIN, epoch_us, from_epoch_ms
 from crypto_etl.storage.schema import Coin
 
 router = APIRouter(prefix=API_V1, tags=["cryptos"], responses=ERROR_RESPONSES)
@@ -211,8 +214,7 @@ def get_history(
     if interval == "auto":
         interval = series.auto_interval(end - start)
     windows = sorted(set(ma)) if ma else [7, 30]
-    matrix = queries.history_matrix(session, coin_id, vs_currency, start, end)
-    ms, values = series.merge_point_matrix(matrix)
+    ms, values = history_points(session, coin_id, vs_currency, start, end, interval)
     if len(ms) == 0:  # no point in the range: an unknown coin is a 404, a known one is empty
         coin_or_404(session, coin_id)
     names, ms, columns = series.history_feature_arrays(ms, values, interval, windows)
@@ -227,6 +229,37 @@ def get_history(
     )
     page = slice(offset, offset + limit)
     return columns_response(envelope, names, ms[page], [column[page] for column in columns])
+
+
+def history_points(
+    session: SessionDep,
+    coin_id: str,
+    vs_currency: str,
+    start: datetime,
+    end: datetime,
+    interval: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The merged points of [start, end] as series.merge_point_matrix gives them or, for hourly
+    and daily answers once the rollup is complete, the hourly points: the rollup's full hours and
+    the raw rows of the partial hours at both ends, which resample to the same answer."""
+    hours = None
+    if interval in series.ROLLUP_INTERVALS:
+        hours = series.full_hours(epoch_us(start), epoch_us(end))
+    if hours is not None and queries.rollup_complete(session):
+        first_ms, stop_ms = hours
+        first, stop = from_epoch_ms(first_ms), from_epoch_ms(stop_ms)
+        edges = np.concatenate(
+            [
+                queries.history_matrix(session, coin_id, vs_currency, start, first + MARGIN),
+                queries.history_matrix(session, coin_id, vs_currency, stop - MARGIN, end),
+            ]
+        )
+        rollup = queries.hourly_matrix(session, coin_id, vs_currency, first, stop)
+        found = series.hourly_points(edges, rollup, first_ms, stop_ms)
+        if found is not None:
+            return found
+    matrix = queries.history_matrix(session, coin_id, vs_currency, start, end)
+    return series.merge_point_matrix(matrix)
 
 
 @router.get(
