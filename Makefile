@@ -45,7 +45,7 @@ run: setup
 	$(PY) etl.py run
 
 test: lint test-airflow  ## set up, then run the linters and the whole test suite
-	$(PY) -m pytest -q -m "not airflow"
+	$(PY) -m pytest -q -m "not airflow" --durations=25
 
 test-airflow: setup-airflow  ## only the Airflow DAG's tests, in .venv-airflow (marker airflow)
 	$(AIRFLOW_PY) -m pytest -q -m airflow tests/airflow_dag
