@@ -7,6 +7,7 @@ no server answers they are skipped with the reason, except under CI (CI=true), w
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -85,16 +86,24 @@ def pg_url(pg_server_url):
     return pg_server_url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path):
-    """A new, migrated SQLite database file."""
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A migrated SQLite database file, made once per session; sqlite_url copies it."""
     from crypto_etl.storage.engine import init_db, make_engine
 
-    url = f"sqlite:///{tmp_path / 'crypto.db'}"
-    engine = make_engine(url)
+    path = tmp_path_factory.mktemp("sqlite-template") / "crypto.db"
+    engine = make_engine(f"sqlite:///{path}")
     init_db(engine)
     engine.dispose()
-    return url
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template, tmp_path):
+    """A new, migrated SQLite database file (a copy of the session's migrated one)."""
+    target = tmp_path / "crypto.db"
+    shutil.copyfile(sqlite_template, target)
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
