@@ -44,8 +44,13 @@ demo-offline: setup  ## no internet: the same, against a local fake CoinGecko se
 run: setup
 	$(PY) etl.py run
 
+# The suite runs on TEST_WORKERS pytest-xdist workers (default: one per core); every worker has
+# its own PostgreSQL database and temporary folders, and the Compose test's module stays on one
+# worker (xdist_group). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
+
 test: lint test-airflow  ## set up, then run the linters and the whole test suite
-	$(PY) -m pytest -q -m "not airflow" --durations=25
+	$(PY) -m pytest -q -m "not airflow" -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-airflow: setup-airflow  ## only the Airflow DAG's tests, in .venv-airflow (marker airflow)
 	$(AIRFLOW_PY) -m pytest -q -m airflow tests/airflow_dag
