@@ -64,3 +64,16 @@ def test_retention_needs_a_window_and_a_known_mode(tmp_path):
     assert "dry run" in done and "market_snapshots: would remove 0 rows" in done
     done = run("retention", RETENTION_DAYS="30", RETENTION_MODE="hourly").stdout
     assert "(hourly, 30 days" in done
+
+
+def test_rollup_status_and_rebuild_on_sqlite(tmp_path, sqlite_url):
+    run = cli(tmp_path, sqlite_url)
+    assert "history_hourly: 0 rows, complete" in run("rollup").stdout
+    assert "0 hours of 0 coins rebuilt" in run("rollup", "--rebuild").stdout
+    assert_one_line_error(run("rollup", "--rebuild=yes", check=False), "--rebuild takes no value")
+
+
+def test_rollup_on_an_unreachable_database_is_one_line(tmp_path):
+    run = cli(tmp_path, "postgresql://nobody@127.0.0.1:1/none")
+    for args in (("rollup",), ("rollup", "--rebuild")):
+        assert_one_line_error(run(*args, check=False), "cannot reach the database", "127.0.0.1:1")
