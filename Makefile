@@ -44,13 +44,22 @@ demo-offline: setup  ## no internet: the same, against a local fake CoinGecko se
 run: setup
 	$(PY) etl.py run
 
-# The suite runs on TEST_WORKERS pytest-xdist workers (default: one per core); every worker has
-# its own PostgreSQL database and temporary folders, and the Compose test's module stays on one
-# worker (xdist_group). TEST_WORKERS=0 runs it in this process.
+# The suite runs as two pytest processes at once: the Compose test on a real Docker engine (marker
+# engine, mostly waiting on the engine; its output is printed after the rest's) and everything
+# else on TEST_WORKERS pytest-xdist workers (default: one per core). Every worker has its own
+# PostgreSQL database, temporary folders and fake servers on free ports. TEST_WORKERS=0 runs the
+# rest in one process. Either process failing, or running no test, fails the target.
 TEST_WORKERS ?= auto
+ENGINE_LOG := .engine-tests.log
 
 test: lint test-airflow  ## set up, then run the linters and the whole test suite
-	$(PY) -m pytest -q -m "not airflow" -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	@$(PY) -m pytest -q -p no:cacheprovider -m engine --durations=5 >$(ENGINE_LOG) 2>&1 & \
+	engine=$$!; trap 'kill $$engine 2>/dev/null' INT TERM; \
+	$(PY) -m pytest -q -m "not airflow and not engine" -n $(TEST_WORKERS) --durations=25; \
+	suite=$$?; wait $$engine; status=$$?; \
+	echo "--- the Compose test on a real Docker engine (pytest -m engine), run beside the suite:"; \
+	cat $(ENGINE_LOG); echo "suite exit $$suite, Compose test exit $$status"; \
+	[ $$suite -eq 0 ] && [ $$status -eq 0 ]
 
 test-airflow: setup-airflow  ## only the Airflow DAG's tests, in .venv-airflow (marker airflow)
 	$(AIRFLOW_PY) -m pytest -q -m airflow tests/airflow_dag
@@ -69,4 +78,4 @@ format: setup  ## fix what ruff can fix and format the code
 
 clean:  ## what the pipeline and the tests wrote; data/.gitkeep stays, so ./data stays yours
 	find data -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
-	rm -rf charts .pytest_cache .ruff_cache *.egg-info
+	rm -rf charts .pytest_cache .ruff_cache *.egg-info $(ENGINE_LOG)

@@ -49,9 +49,8 @@ FAKE_PORT = 8765
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")
 UNSET_WARNING = "is not set"
 
-# pytest-xdist (make test runs several workers): the whole module goes to one worker, whose stack
-# lives for its session, so that other modules' tests run between these do not cost a rebuild.
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
+# make test runs this module in a pytest process of its own, beside the rest of the suite.
+pytestmark = pytest.mark.engine
 
 
 def _missing() -> str | None:
@@ -294,7 +293,7 @@ class Stack:
             subprocess.run(["docker", "image", "rm", self.image], capture_output=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack():
     reason = _missing()
     if reason:
