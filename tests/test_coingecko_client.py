@@ -1,7 +1,7 @@
 """CoinGeckoClient against a faked HTTP API (requests-mock) and the real responses in tests/data.
 
-Time is fake: `FakeTime.sleep` records each wait and moves `FakeTime.clock` forward, so retries and
-pacing are checked without sleeping.
+Time is fake: `VirtualTime.sleep` (tests/fakes.py) records each wait and moves its clock
+forward, so retries and pacing are checked without sleeping.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from fakes import VirtualTime
 
 from crypto_etl.coingecko.client import JITTER_SECONDS, RETRY_AFTER_MAX_SECONDS, CoinGeckoClient
 from crypto_etl.errors import CoinGeckoError, HistoryLimitError, NotFoundError, RateLimitError
@@ -41,24 +42,9 @@ def load(name: str):
     return json.loads((DATA / name).read_text())
 
 
-class FakeTime:
-    """A clock that only moves when the client sleeps (or the test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def fake_time() -> VirtualTime:
+    return VirtualTime(1000.0)
 
 
 @pytest.fixture

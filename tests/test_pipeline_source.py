@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from fake_coingecko import FakeCoinGecko
+from fakes import VirtualTime
 from history_data import NOW, serve_history
 from sqlalchemy import select
 
@@ -29,19 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKETS = f"{PUBLIC_BASE_URL}/coins/markets"
 ROW = {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 1.0}
 START = 1_800_000_000.0
-
-
-class VirtualTime:
-    def __init__(self) -> None:
-        self.now = START
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def budgets(engine) -> dict[str, float]:
@@ -92,7 +80,7 @@ def test_every_attempt_retries_included_takes_a_slot(engine, requests_mock):
     settings = Settings(
         calls_per_minute=30, shared_rate_limit=True, retry_wait_min_seconds=0, max_retries=3
     )
-    virtual = VirtualTime()
+    virtual = VirtualTime(START)
     pacer = SharedPacer(settings, engine, clock=virtual.clock, sleep=virtual.sleep)
 
     with CoinGeckoClient(settings, sleep=lambda s: None, pacer=pacer) as client:

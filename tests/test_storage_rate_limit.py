@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from fakes import VirtualTime
 from sqlalchemy import select
 
 from crypto_etl.coingecko.pacing import IntervalPacer
@@ -19,21 +20,6 @@ from crypto_etl.storage.schema import RateLimit
 START = 1_800_000_000.0  # a virtual "now", seconds since the Unix epoch
 
 
-class VirtualTime:
-    """One worker's clock: sleeping moves it on, and nothing else does unless told."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def engine(db_url):
     engine = make_engine(db_url)
@@ -42,7 +28,7 @@ def engine(db_url):
 
 
 def test_first_call_waits_not_and_slots_are_one_interval_apart(engine):
-    virtual = VirtualTime()
+    virtual = VirtualTime(START)
     limit = SharedRateLimit(engine, "coingecko:demo", 30, virtual.clock, virtual.sleep)
     assert limit.interval_seconds == 2.0
 
@@ -55,7 +41,7 @@ def test_first_call_waits_not_and_slots_are_one_interval_apart(engine):
 
 def test_waiting_callers_line_up_one_interval_apart(engine):
     """Callers whose clock stands still (all asking at once) get consecutive slots."""
-    virtual = VirtualTime()
+    virtual = VirtualTime(START)
     limit = SharedRateLimit(engine, "coingecko:pro", 120, virtual.clock, lambda seconds: None)
 
     slots = [limit.claim() for _ in range(5)]
@@ -67,7 +53,7 @@ def test_waiting_callers_line_up_one_interval_apart(engine):
 
 
 def test_an_idle_budget_banks_no_burst(engine):
-    virtual = VirtualTime()
+    virtual = VirtualTime(START)
     limit = SharedRateLimit(engine, "coingecko:demo", 30, virtual.clock, virtual.sleep)
     limit.wait()
     virtual.now += 3600  # an hour with no call
@@ -80,7 +66,7 @@ def test_an_idle_budget_banks_no_burst(engine):
 
 
 def test_budgets_are_apart_and_kept_in_their_row(engine):
-    virtual = VirtualTime()
+    virtual = VirtualTime(START)
     demo = SharedRateLimit(engine, "coingecko:demo", 30, virtual.clock, virtual.sleep)
     pro = SharedRateLimit(engine, "coingecko:pro", 60, virtual.clock, virtual.sleep)
     demo.claim()
@@ -161,7 +147,7 @@ def _run_workers(url: str, pacer_of) -> list[float]:
     def worker() -> None:
         engine = make_engine(url)
         try:
-            virtual = VirtualTime()
+            virtual = VirtualTime(START)
             pace = pacer_of(engine, virtual)
             ready.wait()
             for _ in range(CALLS_EACH):
