@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import DATA
-from sqlalchemy import insert, text
+from conftest import DATA, empty_tables
+from sqlalchemy import insert
 
 from crypto_etl.settings import Settings
 from crypto_etl.storage.engine import make_engine
@@ -149,53 +149,44 @@ class PgRows:
     (binary COPY) and put back into the emptied tables in a fraction of what seeding costs."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
-
         self.tables: list[tuple[str, bytes]] = []
-        with psycopg.connect(_libpq(url)) as conn:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
             for table in Base.metadata.sorted_tables:  # parents before children (foreign keys)
                 data = bytearray()
-                with conn.cursor().copy(
+                with cursor.copy(
                     f'COPY (SELECT * FROM "{table.name}") TO STDOUT (FORMAT BINARY)'
                 ) as copy:
                     for block in copy:
                         data += block
                 self.tables.append((table.name, bytes(data)))
-            self.sequences = conn.execute(
+            self.sequences = cursor.execute(
                 "SELECT format('%I.%I', schemaname, sequencename), last_value"
                 " FROM pg_sequences WHERE last_value IS NOT NULL"
             ).fetchall()
+        engine.dispose()
 
     def restore(self, url: str) -> None:
         """Into the database at `url`, whose tables are empty (the pg_url fixture)."""
-        import psycopg
-
-        with psycopg.connect(_libpq(url)) as conn:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()
             for name, data in self.tables:
-                with conn.cursor().copy(f'COPY "{name}" FROM STDIN (FORMAT BINARY)') as copy:
+                with cursor.copy(f'COPY "{name}" FROM STDIN (FORMAT BINARY)') as copy:
                     copy.write(data)
             for sequence, value in self.sequences:
-                conn.execute("SELECT setval(%s, %s)", (sequence, value))
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+                cursor.execute("SELECT setval(%s, %s)", (sequence, value))
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
 def seeded_pg_rows(pg_server_url) -> PgRows:
     """The seeded rows on PostgreSQL, seeded once per session into the session's database."""
-    from conftest import TABLES
-
-    engine = make_engine(pg_server_url)
-    truncate = text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-    with engine.begin() as conn:
-        conn.execute(truncate)
+    empty_tables(pg_server_url)
     seed(pg_server_url)
     rows = PgRows(pg_server_url)
-    with engine.begin() as conn:  # empty again, as the test that asked first expects
-        conn.execute(truncate)
-    engine.dispose()
+    empty_tables(pg_server_url)  # empty again, as the test that asked first expects
     return rows
 
 

@@ -74,15 +74,20 @@ def pg_server_url():
     admin.dispose()
 
 
-@pytest.fixture
-def pg_url(pg_server_url):
-    """The session's PostgreSQL database, emptied before the test."""
-    engine = create_engine(pg_server_url)
+def empty_tables(url: str) -> None:
+    """Every table of TABLES that exists at `url` (PostgreSQL) emptied, its sequences restarted."""
+    engine = create_engine(url)
     with engine.begin() as conn:
         existing = [t for t in TABLES if engine.dialect.has_table(conn, t)]
         if existing:
             conn.execute(text(f"TRUNCATE {', '.join(existing)} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server_url):
+    """The session's PostgreSQL database, emptied before the test."""
+    empty_tables(pg_server_url)
     return pg_server_url
 
 
