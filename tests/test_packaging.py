@@ -18,8 +18,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # What only the optional parts import: the API, the dashboard and the chart commands.
-OPTIONAL = ("fastapi", "starlette", "uvicorn", "prometheus_client", "orjson", "streamlit", "plotly")
-OPTIONAL += ("matplotlib",)
+OPTIONAL = ("fastapi", "starlette", "uvicorn", "prometheus_client", "orjson", "polars", "streamlit")
+OPTIONAL += ("plotly", "matplotlib")
 # Runs etl.py as `python etl.py ...` does, with every optional library missing.
 WITHOUT_EXTRAS = f"""
 import importlib.abc, runpy, sys
