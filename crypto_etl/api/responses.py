@@ -1,5 +1,5 @@
 """How the routes write their JSON bodies: a model as it is, a model cached until the data changes,
-or a model whose `data` list is rendered from a DataFrame column by column."""
+or a model whose `data` list is rendered from columns (a DataFrame, or arrays written by polars)."""
 
 from __future__ import annotations
 
