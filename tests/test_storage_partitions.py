@@ -376,3 +376,51 @@ def test_every_key_of_the_tables_to_distribute_holds_coin_id(pg_url):
         assert missing == []
     finally:
         engine.dispose()
+
+
+def test_every_month_of_the_history_tables_finds_one_runs_rows_by_a_brin_index(pg_url):
+    """The alert check starts from the rows of one run (alerts.store.run_series): each partition,
+    those made later included, has migration 0011's BRIN index on run_id, and that query reads
+    through it rather than through the whole table."""
+    engine = make_engine(pg_url)
+    try:
+        later = datetime(2031, 5, 1, tzinfo=UTC)
+        for table in HISTORY_TABLES:
+            assert ensure_partitions(engine, table, later, later, now=NOW)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO market_snapshots (coin_id, vs_currency, last_updated, "
+                    "snapshot_at, current_price, run_id) SELECT 'coin' || (g % 7), 'usd', "
+                    "timestamptz '2031-05-02 00:00+00' + g * interval '5 minutes', "
+                    "timestamptz '2031-05-02 00:00+00', 1.0, g / 100 "
+                    "FROM generate_series(1, 2000) g"
+                )
+            )
+            for table in HISTORY_TABLES:
+                rows = conn.execute(
+                    text(
+                        "SELECT c.relname, am.amname, pg_get_indexdef(ix.indexrelid) "
+                        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                        "JOIN pg_index ix ON ix.indrelid = c.oid "
+                        "JOIN pg_class ic ON ic.oid = ix.indexrelid "
+                        "JOIN pg_am am ON am.oid = ic.relam "
+                        "WHERE i.inhparent = to_regclass(:t) AND am.amname = 'brin'"
+                    ),
+                    {"t": table},
+                ).all()
+                assert sorted(name for name, *_ in rows) == sorted(names(engine, table))
+                assert all("(run_id)" in definition for *_, definition in rows)
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = "\n".join(
+                conn.execute(
+                    text(
+                        "EXPLAIN SELECT coin_id, vs_currency, min(last_updated) "
+                        "FROM market_snapshots WHERE run_id = 12 GROUP BY coin_id, vs_currency"
+                    )
+                ).scalars()
+            )
+        assert "Bitmap Index Scan on market_snapshots_p203105_run_id_idx" in plan
+        assert "Seq Scan" not in plan
+    finally:
+        engine.dispose()

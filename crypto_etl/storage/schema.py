@@ -65,6 +65,18 @@ class Coin(Base):
     last_seen_at: Mapped[datetime]
 
 
+def run_id_index(name: str) -> Index:
+    """A BRIN index on run_id, PostgreSQL only (migration 0011): rows are appended run after run,
+    so the smallest and largest run_id per block range find one run's rows (the alert check)."""
+    return Index(
+        name,
+        "run_id",
+        postgresql_using="brin",
+        postgresql_with={"autosummarize": "on"},
+        info={"dialects": ["postgresql"]},
+    ).ddl_if(dialect="postgresql")
+
+
 class MarketSnapshot(Base):
     """The market history: one row per (coin, currency, CoinGecko's last_updated)."""
 
@@ -110,6 +122,7 @@ class MarketSnapshot(Base):
             postgresql_include=["current_price", "market_cap", "total_volume"],
         ),
         Index("ix_market_snapshots_last_updated", "last_updated"),
+        run_id_index("ix_market_snapshots_run_id"),
     )
 
 
@@ -194,7 +207,7 @@ class PriceHistory(Base):
     granularity: Mapped[str] = mapped_column(String(10))  # 5m, 1h, 1d
     run_id: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_price_history_ts", "ts"),)
+    __table_args__ = (Index("ix_price_history_ts", "ts"), run_id_index("ix_price_history_run_id"))
 
 
 class HistoryHourly(Base):
