@@ -7,11 +7,14 @@ import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from alert_data import recorded_rows, synthesised_history
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crypto_etl.alerts import anomalies
-from crypto_etl.alerts.anomalies import Point, RuleParams, robust_z, scan
+from crypto_etl.alerts.anomalies import Baseline, Point, RuleParams, robust_z, scan
 from crypto_etl.alerts.conditions import (
     Evaluation,
     Finding,
@@ -48,6 +51,41 @@ def test_robust_z_ignores_the_outliers_in_its_baseline():
     z, median = robust_z(0.0015, baseline, floor=1e-9)
     assert median == 0.0
     assert abs(z) < 1.5  # a standard deviation would have been dragged to ~4
+
+
+def _sliding_checks(values, size: int, floor: float) -> None:
+    """Baseline(size) fed `values` one by one gives robust_z's numbers on its last `size` values
+    at every step, bit for bit."""
+    kept = Baseline(size)
+    for i, value in enumerate(values):
+        if len(kept):
+            window = values[max(0, i - size) : i]
+            assert len(kept) == len(window)
+            assert kept.z(value, floor) == robust_z(value, window, floor), (i, window)
+        kept.append(value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_sorted_baseline_gives_robust_zs_numbers(seed):
+    rng = np.random.default_rng(seed)
+    returns = (rng.standard_t(2, 3000) * 0.01).tolist()  # heavy tails, as crypto returns
+    rounded = np.round(rng.normal(0, 1, 3000), 1).tolist()  # many ties, at the median too
+    flat = [0.0] * 200 + [1e-9] * 3 + [0.0] * 100  # a stablecoin: the MAD is its floor
+    for values, size in ((returns, 288), (rounded, 288), (rounded, 7), (flat, 50)):
+        _sliding_checks(values, size, floor=0.002)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False) | st.sampled_from([0.0, 1.0]),
+        min_size=2,
+        max_size=60,
+    ),
+    size=st.integers(min_value=1, max_value=12),
+)
+def test_the_sorted_baseline_matches_robust_z_on_any_values(values, size):
+    _sliding_checks(values, size, floor=1e-12)
 
 
 def test_a_ten_fold_price_is_one_flag_not_two():

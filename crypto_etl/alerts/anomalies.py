@@ -23,6 +23,7 @@ new level is accepted as real (a redenomination, a lasting crash).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +84,61 @@ def robust_z(value: float, baseline: Sequence[float], floor: float) -> tuple[flo
     return MAD_TO_SIGMA * (value - median) / mad, median
 
 
+class Baseline:
+    """The last `size` accepted values of a rule, in arrival order and sorted, so that each new
+    point's robust z-score comes from order statistics: the median from the middle, the MAD as
+    the middle of the deviations, which are two sorted runs (below and above the median) whose
+    k-th smallest is found by bisection. A few microseconds per point where sorting the window
+    (robust_z) took tens; the same numbers as robust_z on the same values, to the last bit."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._arrived: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def append(self, value: float) -> None:
+        if len(self._arrived) == self._size:
+            del self._sorted[bisect_left(self._sorted, self._arrived.popleft())]
+        self._arrived.append(value)
+        insort(self._sorted, value)
+
+    def z(self, value: float, floor: float) -> tuple[float, float]:
+        """robust_z(value, <the values kept>, floor)."""
+        ordered = self._sorted
+        n = len(ordered)
+        half = n // 2
+        if n % 2:
+            median = ordered[half]
+            mad = self._deviation(median, half)
+        else:
+            median = (ordered[half - 1] + ordered[half]) / 2
+            mad = (self._deviation(median, half - 1) + self._deviation(median, half)) / 2
+        mad = max(mad, floor, 1e-12)
+        return MAD_TO_SIGMA * (value - median) / mad, median
+
+    def _deviation(self, median: float, k: int) -> float:
+        """The k-th smallest (from 0) of |value - median| over the values kept."""
+        ordered = self._sorted
+        # Two runs of deviations, each from the nearest value: below the median (m) the i-th is
+        # abs(ordered[split - 1 - i] - m), at or above it the j-th is abs(ordered[split + j] - m).
+        split = bisect_left(ordered, median)
+        # Of the k + 1 smallest, take i from below and k + 1 - i from above: the largest i whose
+        # last pick below is not larger than the first one left above.
+        lo, hi = max(0, k + 1 - (len(ordered) - split)), min(k + 1, split)
+        while lo < hi:
+            i = (lo + hi + 1) // 2
+            if abs(ordered[split - i] - median) <= abs(ordered[split + k + 1 - i] - median):
+                lo = i
+            else:
+                hi = i - 1
+        below = abs(ordered[split - lo] - median) if lo else -math.inf
+        above = abs(ordered[split + k - lo] - median) if k + 1 - lo else -math.inf
+        return max(below, above)
+
+
 def _hours(later: datetime, earlier: datetime) -> float:
     return max((later - earlier).total_seconds() / 3600, MIN_GAP_HOURS)
 
@@ -116,7 +172,7 @@ def _price_moves(
     judged: set[str],
 ) -> list[Flag]:
     flags: list[Flag] = []
-    returns: deque[float] = deque(maxlen=params.window)
+    returns = Baseline(params.window)
     reference: Point | None = None
     rejected_in_a_row = 0
     for index, point in enumerate(points):
@@ -131,7 +187,7 @@ def _price_moves(
         if index >= new_from:
             if len(returns) >= params.min_history:
                 judged.add("price_move")
-                z, median = robust_z(move, returns, PRICE_MAD_FLOOR)
+                z, median = returns.z(move, PRICE_MAD_FLOOR)
                 if abs(z) > params.price_move_z:
                     expected = reference.price * math.exp(median * math.sqrt(hours))
                     flags.append(Flag("price_move", point.ts, point.price, expected, z))
@@ -157,7 +213,7 @@ def _volume_jumps(
     judged: set[str],
 ) -> list[Flag]:
     flags: list[Flag] = []
-    levels: deque[float] = deque(maxlen=params.window)
+    levels = Baseline(params.window)
     rejected_in_a_row = 0
     for index, point in enumerate(points):
         if point.volume is None or not point.volume > 0 or not math.isfinite(point.volume):
@@ -167,7 +223,7 @@ def _volume_jumps(
         if index >= new_from:
             if len(levels) >= params.min_history:
                 judged.add("volume_jump")
-                z, median = robust_z(level, levels, VOLUME_MAD_FLOOR)
+                z, median = levels.z(level, VOLUME_MAD_FLOOR)
                 if abs(z) > params.volume_jump_z:
                     flags.append(Flag("volume_jump", point.ts, point.volume, math.exp(median), z))
                     rejected = True
