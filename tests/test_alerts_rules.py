@@ -61,7 +61,12 @@ def _sliding_checks(values, size: int, floor: float) -> None:
         if len(kept):
             window = values[max(0, i - size) : i]
             assert len(kept) == len(window)
-            assert kept.z(value, floor) == robust_z(value, window, floor), (i, window)
+            z, median = robust_z(value, window, floor)
+            assert kept.z(value, floor) == (z, median), (i, window)
+            assert kept.median() == median
+            for limit in (0.5, 3.0, 12.0):
+                expected = (z, median) if abs(z) > limit else None
+                assert kept.outlier(value, floor, limit) == expected
         kept.append(value)
 
 

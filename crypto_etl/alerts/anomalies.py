@@ -88,8 +88,9 @@ class Baseline:
     """The last `size` accepted values of a rule, in arrival order and sorted, so that each new
     point's robust z-score comes from order statistics: the median from the middle, the MAD as
     the middle of the deviations, which are two sorted runs (below and above the median) whose
-    k-th smallest is found by bisection. A few microseconds per point where sorting the window
-    (robust_z) took tens; the same numbers as robust_z on the same values, to the last bit."""
+    k-th smallest is found by bisection. The same numbers as robust_z on the same values, to the
+    last bit, in a few microseconds where sorting the window took tens; `outlier` skips the MAD
+    for the values the floor alone shows to be within the limit."""
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -105,19 +106,31 @@ class Baseline:
         self._arrived.append(value)
         insort(self._sorted, value)
 
+    def median(self) -> float:
+        ordered = self._sorted
+        half = len(ordered) // 2
+        return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+
     def z(self, value: float, floor: float) -> tuple[float, float]:
         """robust_z(value, <the values kept>, floor)."""
-        ordered = self._sorted
-        n = len(ordered)
-        half = n // 2
-        if n % 2:
-            median = ordered[half]
+        median = self.median()
+        half = len(self._sorted) // 2
+        if len(self._sorted) % 2:
             mad = self._deviation(median, half)
         else:
-            median = (ordered[half - 1] + ordered[half]) / 2
             mad = (self._deviation(median, half - 1) + self._deviation(median, half)) / 2
         mad = max(mad, floor, 1e-12)
         return MAD_TO_SIGMA * (value - median) / mad, median
+
+    def outlier(self, value: float, floor: float, limit: float) -> tuple[float, float] | None:
+        """z(value, floor) when its |z| exceeds `limit`, else None. The MAD is worked out only
+        when the floor cannot settle it: the MAD used is never below the floor, so a value whose
+        z-score against the floor itself is within the limit is within it (most values are)."""
+        median = self.median()
+        if abs(MAD_TO_SIGMA * (value - median) / max(floor, 1e-12)) <= limit:
+            return None
+        z, median = self.z(value, floor)
+        return (z, median) if abs(z) > limit else None
 
     def _deviation(self, median: float, k: int) -> float:
         """The k-th smallest (from 0) of |value - median| over the values kept."""
@@ -187,8 +200,9 @@ def _price_moves(
         if index >= new_from:
             if len(returns) >= params.min_history:
                 judged.add("price_move")
-                z, median = returns.z(move, PRICE_MAD_FLOOR)
-                if abs(z) > params.price_move_z:
+                outlier = returns.outlier(move, PRICE_MAD_FLOOR, params.price_move_z)
+                if outlier is not None:
+                    z, median = outlier
                     expected = reference.price * math.exp(median * math.sqrt(hours))
                     flags.append(Flag("price_move", point.ts, point.price, expected, z))
                     rejected = True
@@ -223,8 +237,9 @@ def _volume_jumps(
         if index >= new_from:
             if len(levels) >= params.min_history:
                 judged.add("volume_jump")
-                z, median = levels.z(level, VOLUME_MAD_FLOOR)
-                if abs(z) > params.volume_jump_z:
+                outlier = levels.outlier(level, VOLUME_MAD_FLOOR, params.volume_jump_z)
+                if outlier is not None:
+                    z, median = outlier
                     flags.append(Flag("volume_jump", point.ts, point.volume, math.exp(median), z))
                     rejected = True
         else:
