@@ -39,9 +39,11 @@ MIN_GAP_HOURS = 1 / 60  # returns over less than a minute count as a minute's
 RULES = ("price_move", "volume_jump", "market_cap")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Point:
-    """One observation of a coin: a snapshot (with supply) or a history point (without)."""
+    """One observation of a coin: a snapshot (with supply) or a history point (without). Not
+    frozen: a check after a large load makes a million, and a frozen one costs five times as
+    much to make; the rules never change one."""
 
     ts: datetime
     price: float | None

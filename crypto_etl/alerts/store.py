@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from crypto_etl.alerts.anomalies import Flag, Point
 from crypto_etl.alerts.conditions import Evaluation, Finding, RunFact
+from crypto_etl.storage.queries import driver_rows
 from crypto_etl.storage.schema import (
     Alert,
     AlertEvaluation,
@@ -123,14 +124,13 @@ def run_series(engine: Engine, run_id: int, window: int) -> list[CoinSeries]:
             ).all()
             for coin_id, vs_currency, first in firsts:
                 same = and_(model.coin_id == coin_id, model.vs_currency == vs_currency)
-                before = conn.execute(
-                    select(ts, *values).where(same, ts < first).order_by(ts.desc()).limit(window)
-                ).all()
-                after = conn.execute(
-                    select(ts, *values).where(same, ts >= first).order_by(ts)
-                ).all()
-                rows = list(reversed(before)) + list(after)
-                points = [Point(*row) for row in rows]
+                before = driver_rows(
+                    conn,
+                    select(ts, *values).where(same, ts < first).order_by(ts.desc()).limit(window),
+                )
+                after = driver_rows(conn, select(ts, *values).where(same, ts >= first).order_by(ts))
+                points = [Point(*row) for row in reversed(before)]
+                points += [Point(*row) for row in after]
                 out.append(CoinSeries(source, coin_id, vs_currency, points, len(before)))
     return out
 
