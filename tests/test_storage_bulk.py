@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 
-from crypto_etl.errors import DatabaseError
+from crypto_etl.errors import DatabaseError, Terminated
 from crypto_etl.storage import bulk
 from crypto_etl.storage.bulk import Rows, append_skip_existing, write_transaction
 from crypto_etl.storage.engine import make_engine
@@ -79,6 +80,30 @@ def test_a_failed_write_rolls_back_whole_and_is_one_database_error(engine):
     with pytest.raises(DatabaseError, match="test write failed and was rolled back"):
         append(engine, PriceHistory.__table__, PRICE_COLUMNS, bad)
     assert count(engine, "price_history") == 3
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), Terminated()])
+def test_an_interrupt_whose_rollback_fails_stops_as_the_interrupt(engine, interrupt):
+    """Ctrl-C or SIGTERM can stop psycopg between sending a command and reading its answer; the
+    rollback then fails ("another command is already in progress"). The command must still stop
+    as interrupted (exit 130 or 143, its run cancelled), not as a failed write, and nothing is
+    kept."""
+
+    def refuse(conn) -> None:
+        raise OperationalError("ROLLBACK", {}, Exception("another command is already in progress"))
+
+    with (
+        pytest.raises(type(interrupt)) as stopped,
+        write_transaction(engine, "test write") as conn,
+    ):
+        append_skip_existing(
+            conn, PriceHistory.__table__, Rows(PRICE_COLUMNS, price_rows("x", 0, 4))
+        )
+        event.listen(conn, "rollback", refuse)
+        raise interrupt
+    assert stopped.value is interrupt
+    engine.dispose()  # the connection whose rollback failed goes; the server drops its work
+    assert count(engine, "price_history") == 0
 
 
 def test_an_error_that_is_not_the_database_passes_through_and_rolls_back(engine):

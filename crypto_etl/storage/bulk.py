@@ -229,12 +229,30 @@ def write_transaction(engine: Engine, what: str) -> Iterator[Connection]:
             conn = tx.connection
             take_write_lock(conn, what)
             yield conn
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc
     except Exception as exc:
-        if exc.__class__.__module__.startswith("psycopg"):
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:
+            # Ctrl-C or SIGTERM stopped the driver mid-command and the rollback could not be
+            # sent: the server rolls the transaction back as the connection goes. The command
+            # stops as interrupted, not as a failed write.
+            log.debug("%s: after the interrupt: %s", what, first_line(exc))
+            raise interrupt from None
+        if isinstance(exc, SQLAlchemyError) or exc.__class__.__module__.startswith("psycopg"):
             raise DatabaseError(f"{what} failed and was rolled back: {first_line(exc)}") from exc
         raise
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt (KeyboardInterrupt, or errors.Terminated for SIGTERM) that `exc` was raised
+    while handling, if any."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _quoted(columns: Sequence[str]) -> str:
