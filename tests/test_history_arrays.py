@@ -1,7 +1,7 @@
 """The history route's array path (analytics.series.merge_point_matrix, history_feature_arrays and
 api.responses.columns_response) writes the same bytes as the frame path it replaced
-(combine_points, history_features, frame_response), on random series with gaps, missing values
-and points at the same millisecond in both tables."""
+(combine_points, history_features and the former frame writer, tests/json_reference.py), on
+random series with gaps, missing values and points at the same millisecond in both tables."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from json_reference import reference_body
 
 from crypto_etl.analytics import series
-from crypto_etl.api.responses import columns_response, frame_response
+from crypto_etl.api.responses import columns_response
 from crypto_etl.api.schemas import History
 from crypto_etl.storage.queries import _series_frame
 
@@ -50,7 +51,7 @@ def _frame_path(matrix, interval, windows, envelope, page) -> bytes:
         _series_frame(matrix[~snapshots, 1:], series.POINT_COLUMNS),
     )
     frame = series.history_features(points, interval, windows)
-    return frame_response(envelope.model_copy(update={"count": len(frame)}), frame.iloc[page]).body
+    return reference_body(envelope.model_copy(update={"count": len(frame)}), frame.iloc[page])
 
 
 def _array_path(matrix, interval, windows, envelope, page) -> bytes:

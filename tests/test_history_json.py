@@ -12,13 +12,9 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from json_reference import reference_body
 
-from crypto_etl.api.responses import (
-    _FOUR_DIGIT_YEARS_MS,
-    _iso_times,
-    columns_response,
-    frame_response,
-)
+from crypto_etl.api.responses import _FOUR_DIGIT_YEARS_MS, _iso_times, columns_response
 from crypto_etl.api.schemas import History
 
 
@@ -107,7 +103,7 @@ def test_floats_are_written_as_orjson_writes_them(seed):
             "other": values[::-1],
         }
     )
-    assert body == frame_response(envelope, frame).body
+    assert body == reference_body(envelope, frame)
     # and each number's text is orjson's (NaN and the infinities as null)
     rows = orjson.loads(body)["data"]
     assert [row["price"] for row in rows[: len(EDGE_FLOATS)]] == [
